@@ -1,0 +1,181 @@
+//! The inbound event schema (CONTRACT §3). Only the envelope is checked: `eventId`, `type`,
+//! `timestamp` and an optional `deviceId`. Every other field is kept in the raw bytes and
+//! forwarded untouched, so unknown event types and new WAPing fields pass through.
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub const MAX_EVENT_ID_LEN: usize = 256;
+pub const MAX_TYPE_LEN: usize = 128;
+pub const MAX_DEVICE_ID_LEN: usize = 256;
+
+/// The envelope fields the relay indexes, filters and dedupes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub wap_event_id: String,
+    pub event_type: String,
+    pub timestamp: OffsetDateTime,
+    pub device_id: Option<String>,
+}
+
+/// What a verified inbound body turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// An event to store and deliver.
+    Event(Envelope),
+    /// `{"type":"url_verification","challenge":C}`: answered, never stored.
+    UrlVerification { challenge: String },
+}
+
+/// Why a body is not an acceptable event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{field}: {problem}")]
+    Invalid { field: &'static str, problem: String },
+}
+
+impl SchemaError {
+    fn field(field: &'static str, problem: impl Into<String>) -> Self {
+        Self::Invalid { field, problem: problem.into() }
+    }
+}
+
+/// Parses and validates a raw body. The bytes are not kept here: the caller stores them as
+/// received.
+pub fn parse_inbound(body: &[u8]) -> Result<Inbound, SchemaError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| SchemaError::InvalidJson(e.to_string()))?;
+    let Value::Object(object) = value else {
+        return Err(SchemaError::field("(root)", "must be a JSON object"));
+    };
+    if object.get("type").and_then(Value::as_str) == Some("url_verification") {
+        if let Some(challenge) = object.get("challenge").and_then(Value::as_str) {
+            return Ok(Inbound::UrlVerification { challenge: challenge.to_owned() });
+        }
+    }
+    validate_envelope(&object).map(Inbound::Event)
+}
+
+fn validate_envelope(object: &Map<String, Value>) -> Result<Envelope, SchemaError> {
+    let wap_event_id = required_str(object, "eventId", MAX_EVENT_ID_LEN)?;
+    let event_type = required_str(object, "type", MAX_TYPE_LEN)?;
+    if !event_type.bytes().all(is_type_byte) {
+        return Err(SchemaError::field("type", "may contain only A-Z a-z 0-9 _ . : -"));
+    }
+    let raw_timestamp = match object.get("timestamp") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(SchemaError::field("timestamp", "must be a string")),
+        None => return Err(SchemaError::field("timestamp", "is required")),
+    };
+    let timestamp = OffsetDateTime::parse(raw_timestamp, &Rfc3339)
+        .map_err(|_| SchemaError::field("timestamp", "must be an RFC 3339 date-time"))?;
+    let device_id = match object.get("deviceId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= MAX_DEVICE_ID_LEN => Some(s.clone()),
+        Some(Value::String(_)) => {
+            return Err(SchemaError::field(
+                "deviceId",
+                format!("must be at most {MAX_DEVICE_ID_LEN} characters"),
+            ));
+        }
+        Some(_) => return Err(SchemaError::field("deviceId", "must be a string")),
+    };
+    Ok(Envelope { wap_event_id, event_type, timestamp, device_id })
+}
+
+fn required_str(
+    object: &Map<String, Value>,
+    field: &'static str,
+    max_chars: usize,
+) -> Result<String, SchemaError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Err(SchemaError::field(field, "is required")),
+        Some(Value::String(s)) if s.is_empty() => Err(SchemaError::field(field, "must not be empty")),
+        Some(Value::String(s)) if s.chars().count() > max_chars => {
+            Err(SchemaError::field(field, format!("must be at most {max_chars} characters")))
+        }
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(SchemaError::field(field, "must be a string")),
+    }
+}
+
+fn is_type_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const GOOD: &str = r#"{"eventId":"evt_123","type":"message.received","timestamp":"2026-04-03T12:00:00Z","deviceId":"dev_123","message":{"id":"m","from":"+1","body":"Hi"}}"#;
+
+    fn field_of(body: &str) -> &'static str {
+        match parse_inbound(body.as_bytes()) {
+            Err(SchemaError::Invalid { field, .. }) => field,
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_the_contract_example() {
+        let Inbound::Event(e) = parse_inbound(GOOD.as_bytes()).unwrap() else { panic!() };
+        assert_eq!(e.wap_event_id, "evt_123");
+        assert_eq!(e.event_type, "message.received");
+        assert_eq!(e.device_id.as_deref(), Some("dev_123"));
+        assert_eq!(e.timestamp.unix_timestamp(), 1_775_217_600);
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        assert_eq!(field_of(r#"{"type":"a","timestamp":"2026-04-03T12:00:00Z"}"#), "eventId");
+        assert_eq!(field_of(r#"{"eventId":"","type":"a","timestamp":"2026-04-03T12:00:00Z"}"#), "eventId");
+        assert_eq!(field_of(r#"{"eventId":1,"type":"a","timestamp":"2026-04-03T12:00:00Z"}"#), "eventId");
+        assert_eq!(field_of(r#"{"eventId":"e","type":"a b","timestamp":"2026-04-03T12:00:00Z"}"#), "type");
+        assert_eq!(field_of(r#"{"eventId":"e","timestamp":"2026-04-03T12:00:00Z"}"#), "type");
+        assert_eq!(field_of(r#"{"eventId":"e","type":"a","timestamp":"yesterday"}"#), "timestamp");
+        assert_eq!(field_of(r#"{"eventId":"e","type":"a"}"#), "timestamp");
+        assert_eq!(
+            field_of(r#"{"eventId":"e","type":"a","timestamp":"2026-04-03T12:00:00Z","deviceId":5}"#),
+            "deviceId"
+        );
+        assert_eq!(field_of("[1,2]"), "(root)");
+        let long =
+            format!(r#"{{"eventId":"{}","type":"a","timestamp":"2026-04-03T12:00:00Z"}}"#, "x".repeat(257));
+        assert_eq!(field_of(&long), "eventId");
+        let ok =
+            format!(r#"{{"eventId":"{}","type":"a","timestamp":"2026-04-03T12:00:00Z"}}"#, "x".repeat(256));
+        assert!(parse_inbound(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn not_json_is_its_own_error() {
+        assert!(matches!(parse_inbound(b"{nope"), Err(SchemaError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn url_verification_needs_a_string_challenge() {
+        assert_eq!(
+            parse_inbound(br#"{"type":"url_verification","challenge":"c1"}"#).unwrap(),
+            Inbound::UrlVerification { challenge: "c1".into() }
+        );
+        assert!(parse_inbound(br#"{"type":"url_verification","challenge":3}"#).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_inbound(&body);
+        }
+
+        #[test]
+        fn never_panics_on_json_like_input(
+            id in ".{0,300}", ty in ".{0,200}", ts in ".{0,40}", dev in proptest::option::of(".{0,300}")
+        ) {
+            let body = serde_json::json!({"eventId": id, "type": ty, "timestamp": ts, "deviceId": dev});
+            let _ = parse_inbound(body.to_string().as_bytes());
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Secrets and their protection at rest. A [`Secret`] never prints its value in `Debug` or
+//! `Display`; a [`MasterKey`] seals secrets with XChaCha20-Poly1305 (random 192-bit nonce per
+//! seal, so nonces never repeat in practice) before they reach the database.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, Generate, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+
+const NONCE_LEN: usize = 24;
+const WHSEC_PREFIX: &str = "whsec_";
+
+/// A secret string: its value is reachable only through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A few characters that help a user recognise which secret is configured.
+    pub fn hint(&self) -> String {
+        let chars: Vec<char> = self.0.chars().collect();
+        if chars.len() < 12 {
+            return "…".to_owned();
+        }
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("…{tail}")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Why a sealed secret could not be opened or a key could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("the master key must be 32 bytes, base64-encoded")]
+    BadMasterKey,
+    #[error("a stored secret could not be decrypted with the master key")]
+    Undecryptable,
+    #[error("a signing secret must be `whsec_` followed by base64 of 24 to 64 bytes")]
+    BadWebhookSecret,
+}
+
+/// The key that encrypts stored secrets.
+#[derive(Clone)]
+pub struct MasterKey(XChaCha20Poly1305);
+
+impl MasterKey {
+    /// Reads a base64-encoded 32-byte key.
+    pub fn from_base64(text: &str) -> Result<Self, SecretError> {
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| SecretError::BadMasterKey)?;
+        let cipher = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| SecretError::BadMasterKey)?;
+        Ok(Self(cipher))
+    }
+
+    /// A fresh random key, base64-encoded, for development setups.
+    pub fn generate_base64() -> String {
+        STANDARD.encode(random_bytes::<32>())
+    }
+
+    /// `nonce || ciphertext+tag`.
+    pub fn seal(&self, secret: &Secret) -> Vec<u8> {
+        let nonce = XNonce::generate();
+        let ciphertext = self
+            .0
+            .encrypt(&nonce, secret.expose().as_bytes())
+            .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
+        let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        sealed
+    }
+
+    pub fn open(&self, sealed: &[u8]) -> Result<Secret, SecretError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(SecretError::Undecryptable);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = XNonce::try_from(nonce).map_err(|_| SecretError::Undecryptable)?;
+        let plain = self.0.decrypt(&nonce, ciphertext).map_err(|_| SecretError::Undecryptable)?;
+        String::from_utf8(plain).map(Secret).map_err(|_| SecretError::Undecryptable)
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+/// A Standard Webhooks secret: `whsec_` + base64 of the HMAC key bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret {
+    text: Secret,
+    key: Vec<u8>,
+}
+
+impl WebhookSecret {
+    pub fn parse(text: &str) -> Result<Self, SecretError> {
+        let encoded = text.strip_prefix(WHSEC_PREFIX).ok_or(SecretError::BadWebhookSecret)?;
+        let key = STANDARD.decode(encoded).map_err(|_| SecretError::BadWebhookSecret)?;
+        if !(24..=64).contains(&key.len()) {
+            return Err(SecretError::BadWebhookSecret);
+        }
+        Ok(Self { text: Secret::new(text), key })
+    }
+
+    /// A new random 32-byte secret.
+    pub fn generate() -> Self {
+        let key = random_bytes::<32>().to_vec();
+        let text = Secret::new(format!("{WHSEC_PREFIX}{}", STANDARD.encode(&key)));
+        Self { text, key }
+    }
+
+    /// The HMAC key: the base64-decoded part of the secret.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    pub fn as_secret(&self) -> &Secret {
+        &self.text
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
+
+/// Random bytes from the operating system's CSPRNG (through `rand`'s thread generator).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let s = Secret::new("hunter2-very-secret");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.hint(), "…cret");
+        assert_eq!(Secret::new("short").hint(), "…");
+        let w = WebhookSecret::generate();
+        assert!(!format!("{w:?}").contains("whsec_"));
+    }
+
+    #[test]
+    fn seal_then_open_round_trips_and_nonces_differ() {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
+        let secret = Secret::new("s3cret");
+        let a = key.seal(&secret);
+        let b = key.seal(&secret);
+        assert_ne!(a, b);
+        assert_eq!(key.open(&a).unwrap(), secret);
+    }
+
+    #[test]
+    fn open_refuses_tampering_and_other_keys() {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
+        let other = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
+        let mut sealed = key.seal(&Secret::new("s3cret"));
+        assert_eq!(other.open(&sealed), Err(SecretError::Undecryptable));
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert_eq!(key.open(&sealed), Err(SecretError::Undecryptable));
+        assert_eq!(key.open(b"short"), Err(SecretError::Undecryptable));
+    }
+
+    #[test]
+    fn master_key_must_be_32_bytes() {
+        assert!(MasterKey::from_base64("AAAA").is_err());
+        assert!(MasterKey::from_base64("not base64!").is_err());
+    }
+
+    #[test]
+    fn webhook_secrets_parse_and_generate() {
+        let w = WebhookSecret::generate();
+        assert_eq!(w.key().len(), 32);
+        let again = WebhookSecret::parse(w.as_secret().expose()).unwrap();
+        assert_eq!(again.key(), w.key());
+        assert!(WebhookSecret::parse("secret").is_err());
+        assert!(WebhookSecret::parse("whsec_AAAA").is_err());
+    }
+}

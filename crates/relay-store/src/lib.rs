@@ -1,0 +1,22 @@
+//! relay-store owns every SQL statement and every Redis key name of wap-relay. Other crates call
+//! plain `async fn`s here that take `impl PgExecutor<'_>` (a pool or a transaction), so a caller
+//! decides the transaction boundary and tests run against the real database.
+//!
+//! Invariants: every query on a tenant-owned table filters on `tenant_id`; hot paths are
+//! set-based (`UNNEST` batch inserts, `FOR UPDATE SKIP LOCKED` claims), never a query per row;
+//! Postgres is the source of truth and Redis only ever speeds things up.
+
+pub mod db;
+pub mod deliveries;
+pub mod destinations;
+pub mod error;
+pub mod events;
+pub mod redis;
+pub mod rejections;
+pub mod settings;
+pub mod sources;
+pub mod tenants;
+
+pub use error::StoreError;
+pub use redis::Redis;
+pub use sqlx::{PgPool, Postgres, Transaction};

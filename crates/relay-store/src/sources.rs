@@ -1,0 +1,157 @@
+//! The `sources` table: one WAPing account's ingest endpoint. Secrets arrive here already sealed
+//! by the caller's master key; this module never sees them in clear.
+
+use relay_core::verify::Verification;
+use relay_core::{SourceId, TenantId};
+use sqlx::types::Json;
+use sqlx::{FromRow, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{Result, StoreError};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SourceRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub verification: Json<Verification>,
+    pub secret: Option<Vec<u8>>,
+    pub secret_hint: Option<String>,
+    pub previous_secret: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+    pub verify_token: Option<Vec<u8>>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub deleted_at: Option<OffsetDateTime>,
+}
+
+impl SourceRow {
+    pub fn source_id(&self) -> SourceId {
+        SourceId::from_uuid(self.id)
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        TenantId::from_uuid(self.tenant_id)
+    }
+
+    /// The sealed previous secret, while its grace period lasts.
+    pub fn previous_secret_at(&self, now: OffsetDateTime) -> Option<&[u8]> {
+        match (&self.previous_secret, self.previous_secret_expires_at) {
+            (Some(sealed), Some(expires)) if expires > now => Some(sealed),
+            _ => None,
+        }
+    }
+}
+
+pub const SOURCE_COLUMNS: &str = "id, tenant_id, name, verification, secret, secret_hint, previous_secret, \
+     previous_secret_expires_at, verify_token, created_at, updated_at, deleted_at";
+
+#[derive(Debug, Clone)]
+pub struct NewSource {
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub verification: Verification,
+    pub secret: Option<Vec<u8>>,
+    pub secret_hint: Option<String>,
+    pub verify_token: Option<Vec<u8>>,
+}
+
+pub async fn insert_source(db: impl PgExecutor<'_>, new: &NewSource) -> Result<SourceRow> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "INSERT INTO sources (id, tenant_id, name, verification, secret, secret_hint, verify_token) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {SOURCE_COLUMNS}"
+    ));
+    let row = sqlx::query_as(sql)
+        .bind(SourceId::new().uuid())
+        .bind(new.tenant_id.uuid())
+        .bind(&new.name)
+        .bind(Json(&new.verification))
+        .bind(new.secret.as_deref())
+        .bind(new.secret_hint.as_deref())
+        .bind(new.verify_token.as_deref())
+        .fetch_one(db)
+        .await?;
+    Ok(row)
+}
+
+/// A source and the tenant that owns it, for the ingest path: one round trip. Deleted sources are
+/// returned too (with `deleted_at` set) so a refusal can still be recorded for the tenant.
+#[derive(Debug, Clone, FromRow)]
+pub struct IngestSource {
+    #[sqlx(flatten)]
+    pub source: SourceRow,
+    pub tenant_status: String,
+    pub tenant_plan: String,
+    pub tenant_limits: Json<relay_core::plan::LimitOverrides>,
+}
+
+pub async fn find_ingest_source(db: impl PgExecutor<'_>, id: SourceId) -> Result<Option<IngestSource>> {
+    let row = sqlx::query_as(
+        "SELECT s.id, s.tenant_id, s.name, s.verification, s.secret, s.secret_hint, s.previous_secret, \
+                s.previous_secret_expires_at, s.verify_token, s.created_at, s.updated_at, s.deleted_at, \
+                t.status AS tenant_status, t.plan AS tenant_plan, t.limits AS tenant_limits \
+         FROM sources s JOIN tenants t ON t.id = s.tenant_id WHERE s.id = $1",
+    )
+    .bind(id.uuid())
+    .fetch_optional(db)
+    .await?;
+    Ok(row)
+}
+
+/// A live source of this tenant.
+pub async fn find_source(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: SourceId,
+) -> Result<Option<SourceRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {SOURCE_COLUMNS} FROM sources WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+    ));
+    Ok(sqlx::query_as(sql).bind(tenant.uuid()).bind(id.uuid()).fetch_optional(db).await?)
+}
+
+pub async fn get_source(db: impl PgExecutor<'_>, tenant: TenantId, id: SourceId) -> Result<SourceRow> {
+    find_source(db, tenant, id).await?.ok_or(StoreError::NotFound)
+}
+
+/// Soft delete: ingest answers 404 from now on; the events stay until retention purges them.
+pub async fn delete_source(db: impl PgExecutor<'_>, tenant: TenantId, id: SourceId) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE sources SET deleted_at = now(), updated_at = now() \
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+    )
+    .bind(tenant.uuid())
+    .bind(id.uuid())
+    .execute(db)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Replaces the secret; the old one stays valid until `previous_expires_at`.
+pub async fn rotate_source_secret(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: SourceId,
+    sealed: &[u8],
+    hint: &str,
+    previous_expires_at: OffsetDateTime,
+) -> Result<SourceRow> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE sources SET previous_secret = secret, previous_secret_expires_at = $5, \
+         secret = $3, secret_hint = $4, updated_at = now() \
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {SOURCE_COLUMNS}"
+    ));
+    let row: Option<SourceRow> = sqlx::query_as(sql)
+        .bind(tenant.uuid())
+        .bind(id.uuid())
+        .bind(sealed)
+        .bind(hint)
+        .bind(previous_expires_at)
+        .fetch_optional(db)
+        .await?;
+    row.ok_or(StoreError::NotFound)
+}
