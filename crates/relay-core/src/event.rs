@@ -50,10 +50,10 @@ pub fn parse_inbound(body: &[u8]) -> Result<Inbound, SchemaError> {
     let Value::Object(object) = value else {
         return Err(SchemaError::field("(root)", "must be a JSON object"));
     };
-    if object.get("type").and_then(Value::as_str) == Some("url_verification") {
-        if let Some(challenge) = object.get("challenge").and_then(Value::as_str) {
-            return Ok(Inbound::UrlVerification { challenge: challenge.to_owned() });
-        }
+    if object.get("type").and_then(Value::as_str) == Some("url_verification")
+        && let Some(challenge) = object.get("challenge").and_then(Value::as_str)
+    {
+        return Ok(Inbound::UrlVerification { challenge: challenge.to_owned() });
     }
     validate_envelope(&object).map(Inbound::Event)
 }
@@ -73,6 +73,9 @@ fn validate_envelope(object: &Map<String, Value>) -> Result<Envelope, SchemaErro
         .map_err(|_| SchemaError::field("timestamp", "must be an RFC 3339 date-time"))?;
     let device_id = match object.get("deviceId") {
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.contains('\0') => {
+            return Err(SchemaError::field("deviceId", "must not contain NUL"));
+        }
         Some(Value::String(s)) if s.chars().count() <= MAX_DEVICE_ID_LEN => Some(s.clone()),
         Some(Value::String(_)) => {
             return Err(SchemaError::field(
@@ -96,6 +99,7 @@ fn required_str(
         Some(Value::String(s)) if s.chars().count() > max_chars => {
             Err(SchemaError::field(field, format!("must be at most {max_chars} characters")))
         }
+        Some(Value::String(s)) if s.contains('\0') => Err(SchemaError::field(field, "must not contain NUL")),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(SchemaError::field(field, "must be a string")),
     }
@@ -142,6 +146,14 @@ mod tests {
             "deviceId"
         );
         assert_eq!(field_of("[1,2]"), "(root)");
+        assert_eq!(
+            field_of(r#"{"eventId":"a\u0000b","type":"a","timestamp":"2026-04-03T12:00:00Z"}"#),
+            "eventId"
+        );
+        assert_eq!(
+            field_of(r#"{"eventId":"e","type":"a","timestamp":"2026-04-03T12:00:00Z","deviceId":"\u0000"}"#),
+            "deviceId"
+        );
         let long =
             format!(r#"{{"eventId":"{}","type":"a","timestamp":"2026-04-03T12:00:00Z"}}"#, "x".repeat(257));
         assert_eq!(field_of(&long), "eventId");

@@ -1,1 +1,67 @@
-//! placeholder
+//! The ingress: `POST /v1/ingest/{source_id}` takes one WAPing event, and `GET` answers the
+//! subscription handshake. Order of work (CONTRACT §3): size limit → source lookup → signature
+//! on the raw bytes → JSON and schema → tenant and plan → dedupe → one transaction that stores
+//! the event and its deliveries → answer.
+//!
+//! Invariant: a 2xx is sent only after the transaction holding the event has committed. Writes
+//! go through the group-commit [`writer::Writer`], so concurrent requests share commits.
+
+mod backlog;
+mod handshake;
+mod ingest;
+mod rejection;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use relay_core::secret::MasterKey;
+use relay_store::{PgPool, Redis};
+
+pub use writer::{Writer, WriterConfig};
+
+#[derive(Debug, Clone)]
+pub struct IngressConfig {
+    /// Largest accepted body (`RELAY_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// How long a tenant's backlog count is reused before it is counted again.
+    pub backlog_refresh: Duration,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1_048_576, backlog_refresh: Duration::from_secs(1) }
+    }
+}
+
+/// Everything the ingest handlers share.
+#[derive(Clone)]
+pub struct IngressState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    redis: Redis,
+    master_key: MasterKey,
+    config: IngressConfig,
+    writer: Writer,
+    backlog: backlog::BacklogCache,
+}
+
+impl IngressState {
+    /// Starts the group-commit writer on the current runtime.
+    pub fn new(pool: PgPool, redis: Redis, master_key: MasterKey, config: IngressConfig) -> Self {
+        let writer = Writer::start(pool.clone(), redis.clone(), WriterConfig::default());
+        let backlog = backlog::BacklogCache::new(config.backlog_refresh);
+        Self { inner: Arc::new(Inner { pool, redis, master_key, config, writer, backlog }) }
+    }
+}
+
+pub fn router(state: IngressState) -> Router {
+    Router::new()
+        .route("/v1/ingest/{source_id}", get(handshake::get_handshake).post(ingest::post_ingest))
+        .with_state(state)
+}

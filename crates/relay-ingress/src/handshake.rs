@@ -1,0 +1,53 @@
+//! The subscription handshake: `GET /v1/ingest/{source_id}?hub.mode=subscribe&hub.verify_token=T
+//! &hub.challenge=C` (or `?verify_token=T&challenge=C`) echoes `C` as text when `T` is the
+//! source's verify token, compared in constant time.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use relay_http::ApiError;
+use subtle::ConstantTimeEq;
+
+use crate::IngressState;
+use crate::ingest::lookup_source;
+use crate::rejection;
+
+pub async fn get_handshake(
+    State(state): State<IngressState>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let source = lookup_source(&state, &raw_id).await?.source;
+    let param = |a: &str, b: &str| params.get(a).or_else(|| params.get(b)).map(String::as_str);
+    let refused = |detail: &str| ApiError::new(StatusCode::FORBIDDEN, "invalid_verify_token", detail);
+    let outcome = (|| {
+        if params.get("hub.mode").is_some_and(|mode| mode != "subscribe") {
+            return Err(refused("hub.mode must be subscribe"));
+        }
+        let challenge = param("hub.challenge", "challenge").ok_or_else(|| {
+            ApiError::bad_request("invalid_request", "hub.challenge (or challenge) is required")
+        })?;
+        let token =
+            param("hub.verify_token", "verify_token").ok_or_else(|| refused("verify token missing"))?;
+        let stored =
+            source.verify_token.as_deref().ok_or_else(|| refused("this source has no verify token"))?;
+        let stored = state.inner.master_key.open(stored).map_err(ApiError::internal)?;
+        if bool::from(stored.expose().as_bytes().ct_eq(token.as_bytes())) {
+            Ok(challenge.to_owned())
+        } else {
+            Err(refused("verify token does not match"))
+        }
+    })();
+    match outcome {
+        Ok(challenge) => {
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response())
+        }
+        Err(error) => {
+            rejection::record(&state, &source, &headers, b"", &error).await;
+            Err(error)
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! `POST /v1/ingest/{source_id}`: one WAPing event, checked in the contract's order of work and
+//! stored through the group-commit writer. Every refusal with a known source is recorded.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use relay_core::SourceId;
+use relay_core::event::{Inbound, SchemaError, parse_inbound};
+use relay_core::secret::Secret;
+use relay_core::verify;
+use relay_http::ApiError;
+use relay_store::events::NewEvent;
+use relay_store::sources::{self, IngestSource};
+use relay_store::{StoreError, tenants::TenantStatus};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::writer::Stored;
+use crate::{IngressState, rejection};
+
+/// How long WAPing is asked to wait when the tenant's backlog is full.
+const BACKLOG_RETRY_AFTER_SECONDS: u64 = 30;
+
+pub fn store_error(e: &StoreError) -> ApiError {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "database unavailable during ingest");
+        ApiError::unavailable()
+    } else {
+        ApiError::internal(e.to_string())
+    }
+}
+
+fn source_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "source_not_found", "no such source")
+}
+
+/// The live source named by the path, with its tenant.
+pub async fn lookup_source(state: &IngressState, raw_id: &str) -> Result<IngestSource, ApiError> {
+    let id: SourceId = raw_id.parse().map_err(|_| source_not_found())?;
+    match sources::find_ingest_source(&state.inner.pool, id).await {
+        Ok(Some(found)) if found.source.deleted_at.is_none() => Ok(found),
+        Ok(_) => Err(source_not_found()),
+        Err(e) => Err(store_error(&e)),
+    }
+}
+
+/// Reads at most `limit` bytes. `Err` carries the prefix read so far for the rejection record.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Bytes> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Bytes::new());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| Bytes::new())
+}
+
+pub async fn post_ingest(
+    State(state): State<IngressState>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = state.inner.config.max_body_bytes;
+    let body = match read_body(body, &headers, limit).await {
+        Ok(bytes) => bytes,
+        Err(prefix) => {
+            let error = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {limit} bytes"),
+            );
+            if let Ok(found) = lookup_source(&state, &raw_id).await {
+                rejection::record(&state, &found.source, &headers, &prefix, &error).await;
+            }
+            metrics::counter!("relay_ingest_requests_total", "outcome" => "payload_too_large").increment(1);
+            return Err(error);
+        }
+    };
+    let found = lookup_source(&state, &raw_id).await?;
+    match accept(&state, &found, &headers, body.clone()).await {
+        Ok(response) => Ok(response),
+        Err(error) => {
+            if error.status != StatusCode::SERVICE_UNAVAILABLE {
+                rejection::record(&state, &found.source, &headers, &body, &error).await;
+            }
+            metrics::counter!("relay_ingest_requests_total", "outcome" => error.code).increment(1);
+            Err(error)
+        }
+    }
+}
+
+/// Everything after the source lookup; an `Err` is recorded as a rejection by the caller.
+async fn accept(
+    state: &IngressState,
+    found: &IngestSource,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let source = &found.source;
+    let now = OffsetDateTime::now_utc();
+    check_signature(state, found, headers, &body, now)?;
+    check_content_type(headers)?;
+    let envelope = match parse_inbound(&body) {
+        Ok(Inbound::UrlVerification { challenge }) => {
+            return Ok(Json(json!({ "challenge": challenge })).into_response());
+        }
+        Ok(Inbound::Event(envelope)) => envelope,
+        Err(SchemaError::InvalidJson(detail)) => return Err(ApiError::bad_request("invalid_json", detail)),
+        Err(e @ SchemaError::Invalid { .. }) => {
+            return Err(ApiError::bad_request("invalid_event", e.to_string()));
+        }
+    };
+
+    let status = TenantStatus::parse(&found.tenant_status).map_err(|e| store_error(&e))?;
+    if status == TenantStatus::Suspended {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "tenant_suspended", "the tenant is suspended"));
+    }
+    let plan: relay_core::plan::Plan = found.tenant_plan.parse().map_err(ApiError::internal)?;
+    let limits = plan.limits().with(&found.tenant_limits.0);
+    if !limits.webhooks {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "plan_not_allowed",
+            "the tenant's plan does not include webhooks",
+        ));
+    }
+    let full = state.inner.backlog.is_full(&state.inner.pool, source.tenant(), limits.backlog).await;
+    if full.map_err(|e| store_error(&e))? {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "backlog_full",
+            "the tenant's backlog of undelivered deliveries is at its plan's cap; retry later",
+        )
+        .with_retry_after(BACKLOG_RETRY_AFTER_SECONDS));
+    }
+
+    if state.inner.redis.seen_event(source.source_id(), &envelope.wap_event_id).await == Some(true) {
+        return Ok(answer(Stored::Duplicate));
+    }
+    let event = NewEvent {
+        id: relay_core::EventId::new(),
+        tenant_id: source.tenant(),
+        source_id: source.source_id(),
+        wap_event_id: envelope.wap_event_id,
+        event_type: envelope.event_type,
+        device_id: envelope.device_id,
+        timestamp: envelope.timestamp,
+        body,
+    };
+    let ttl = Duration::from_secs(u64::from(limits.retention_days.max(1)) * 86_400);
+    let stored = state.inner.writer.store(event, ttl).await.map_err(|e| store_error(&e))?;
+    Ok(answer(stored))
+}
+
+fn answer(stored: Stored) -> Response {
+    let outcome = match stored {
+        Stored::New { .. } => "stored",
+        Stored::Duplicate => "duplicate",
+    };
+    metrics::counter!("relay_ingest_requests_total", "outcome" => outcome).increment(1);
+    match stored {
+        Stored::New { .. } => Json(json!({ "received": true })).into_response(),
+        Stored::Duplicate => Json(json!({ "received": true, "duplicate": true })).into_response(),
+    }
+}
+
+fn check_signature(
+    state: &IngressState,
+    found: &IngestSource,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    let source = &found.source;
+    let key = &state.inner.master_key;
+    let mut secrets: Vec<Secret> = Vec::with_capacity(2);
+    for sealed in [source.secret.as_deref(), source.previous_secret_at(now)].into_iter().flatten() {
+        secrets.push(key.open(sealed).map_err(ApiError::internal)?);
+    }
+    let refs: Vec<&Secret> = secrets.iter().collect();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    verify::verify(&source.verification.0, &refs, header, body, now.unix_timestamp())
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()))
+}
+
+/// `application/json`, or any `+json` type, with or without parameters.
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/json",
+        ))
+    }
+}

@@ -1,0 +1,73 @@
+//! Recording refused requests for the tenant to list. Only safe headers are kept: anything that
+//! can carry a credential (authorization, cookies, tokens, keys, secrets) is dropped, and so is
+//! the query string (a handshake's verify token travels there).
+
+use std::collections::BTreeMap;
+
+use axum::http::HeaderMap;
+use relay_http::ApiError;
+use relay_store::rejections::{self, NewRejection};
+use relay_store::sources::SourceRow;
+
+use crate::IngressState;
+
+const MAX_HEADER_VALUE: usize = 512;
+
+fn is_sensitive(name: &str) -> bool {
+    matches!(name, "authorization" | "proxy-authorization" | "cookie" | "set-cookie")
+        || ["token", "secret", "password", "api-key", "apikey", "session"].iter().any(|w| name.contains(w))
+}
+
+pub fn safe_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .filter(|(name, _)| !is_sensitive(name.as_str()))
+        .map(|(name, value)| {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let text: String = text.chars().take(MAX_HEADER_VALUE).collect();
+            (name.as_str().to_owned(), text)
+        })
+        .collect()
+}
+
+/// Records a refusal for `source`, best effort: a failure to record is logged, and the client
+/// still gets the answer the refusal deserves.
+pub async fn record(
+    state: &IngressState,
+    source: &SourceRow,
+    headers: &HeaderMap,
+    body: &[u8],
+    error: &ApiError,
+) {
+    metrics::counter!("relay_ingest_rejections_total", "reason" => error.code).increment(1);
+    let rejection = NewRejection {
+        tenant_id: source.tenant(),
+        source_id: source.source_id(),
+        reason: error.code,
+        status: error.status.as_u16(),
+        detail: error.detail.as_deref(),
+        headers: safe_headers(headers),
+        body,
+    };
+    if let Err(e) = rejections::insert_rejection(&state.inner.pool, &rejection).await {
+        tracing::warn!(error = %e, source.id = %source.source_id(), "could not record a rejection");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        h.insert("cookie", "a=b".parse().unwrap());
+        h.insert("x-api-key", "k".parse().unwrap());
+        h.insert("x-auth-token", "t".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        h.insert("x-wap-signature", "sha256=00".parse().unwrap());
+        let kept = safe_headers(&h);
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["content-type", "x-wap-signature"]);
+    }
+}
