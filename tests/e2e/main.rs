@@ -1,1 +1,9 @@
-fn main() {}
+//! End-to-end scenarios across crates: the whole service (in-process, or the real `wap-relay`
+//! binary where a process must die), real Postgres, real Redis, and recording HTTP receivers on
+//! loopback standing in for destinations.
+
+mod support;
+
+mod cli;
+mod crash;
+mod delivery;

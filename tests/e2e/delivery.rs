@@ -1,0 +1,94 @@
+//! Ingest to destination through the whole service: the request a destination gets, and
+//! recovery (redelivery, replay) through the admin API.
+
+use std::time::Duration;
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::Method;
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::support::*;
+
+/// Standard Webhooks verification written from the spec, independent of relay-core.
+fn standard_webhooks_valid(secret: &str, id: &str, ts: &str, body: &[u8], header: &str) -> bool {
+    let key = base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    header.split(' ').any(|sig| sig == expected)
+}
+
+#[tokio::test]
+async fn an_ingested_event_reaches_its_destination_byte_for_byte_and_signed() {
+    let app = App::start().await;
+    let receiver = Receiver::start().await;
+    let t = app.tenant_with_source("starter").await;
+    let (dest_id, secret) = destination(&app.client, &app.base, &t.token, json!({"url": receiver.url})).await;
+    let body = wap_event("evt_e2e_1");
+    assert_eq!(ingest(&app.client, &t.ingest_url, &body).await, 200);
+
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let request = &got[0];
+    assert_eq!(request.body.as_ref(), body.as_bytes());
+    let header = |name: &str| request.headers.get(name).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(header("content-type"), "application/json");
+    assert!(header("user-agent").starts_with("wap-relay/"));
+    assert_eq!(header("x-wap-event-id"), "evt_e2e_1");
+    assert_eq!(header("x-wap-event-type"), "message.received");
+    assert_eq!(header("x-relay-attempt"), "1");
+    let (id, ts) = (header("webhook-id"), header("webhook-timestamp"));
+    assert!(standard_webhooks_valid(&secret, &id, &ts, &request.body, &header("webhook-signature")));
+
+    let (_, events) = app.api(Method::GET, "/v1/events", &t.token, None).await;
+    assert_eq!(events["data"][0]["id"].as_str(), Some(id.as_str()), "webhook-id is the relay's event id");
+    let (_, deliveries) = app.api(Method::GET, &format!("/v1/deliveries?destination_id={dest_id}"), &t.token, None).await;
+    let delivery = &deliveries["data"][0];
+    eventually(Duration::from_secs(5), "the delivery to be recorded as succeeded", || async {
+        let (_, d) = app.api(Method::GET, &format!("/v1/deliveries/{}", delivery["id"].as_str().unwrap()), &t.token, None).await;
+        (d["status"] == "succeeded").then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn redelivery_and_replay_send_new_attempts_with_their_trigger() {
+    let app = App::start().await;
+    let receiver = Receiver::start().await;
+    let t = app.tenant_with_source("starter").await;
+    let (dest_id, _) = destination(&app.client, &app.base, &t.token, json!({"url": receiver.url})).await;
+    let since = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    assert_eq!(ingest(&app.client, &t.ingest_url, &wap_event("evt_r1")).await, 200);
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let (_, deliveries) = app.api(Method::GET, "/v1/deliveries", &t.token, None).await;
+    let delivery_id = deliveries["data"][0]["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(5), "the first attempt to be recorded", || async {
+        let (_, d) = app.api(Method::GET, &format!("/v1/deliveries/{delivery_id}"), &t.token, None).await;
+        (d["status"] == "succeeded").then_some(())
+    })
+    .await;
+
+    let (status, _) = app.api(Method::POST, &format!("/v1/deliveries/{delivery_id}/redeliver"), &t.token, None).await;
+    assert_eq!(status, 202);
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].headers["x-relay-attempt"], "2");
+    assert_eq!(got[1].headers["webhook-id"], got[0].headers["webhook-id"], "same webhook-id on every redelivery");
+
+    let since = since.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (status, queued) =
+        app.api(Method::POST, &format!("/v1/destinations/{dest_id}/replay"), &t.token, Some(json!({"since": since, "status": "all"}))).await;
+    assert_eq!((status, queued["queued"].as_i64()), (202, Some(1)), "{queued}");
+    receiver.wait_for(3, Duration::from_secs(10)).await;
+
+    let triggers = eventually(Duration::from_secs(5), "three recorded attempts", || async {
+        let (_, a) = app.api(Method::GET, &format!("/v1/deliveries/{delivery_id}/attempts"), &t.token, None).await;
+        let list: Vec<String> = a["data"].as_array()?.iter().map(|x| x["trigger"].as_str().unwrap().to_owned()).collect();
+        (list.len() == 3).then_some(list)
+    })
+    .await;
+    assert_eq!(triggers, ["replay", "manual", "auto"], "newest first");
+    app.stop().await;
+}
