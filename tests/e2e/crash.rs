@@ -78,7 +78,7 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
     unthrottle(&client, &first.base, &t.id).await;
     let receiver = Receiver::start().await;
     receiver.delay(Duration::from_millis(50));
-    destination(&client, &first.base, &t.token, json!({"url": receiver.url})).await;
+    destination(&client, &first.base, &t.token, json!({"url": receiver.url, "timeout_ms": 1000})).await;
     ingest_many(&client, &t.ingest_url, "k", EVENTS).await;
     // Kill while deliveries are in flight: some delivered, most not.
     receiver.wait_for(200, Duration::from_secs(60)).await;

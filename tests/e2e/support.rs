@@ -71,8 +71,8 @@ pub fn settings_args(database_url: &str, redis_prefix: &str) -> SettingsArgs {
         database_url: Some(database_url.to_owned()),
         redis_url: Some("redis://127.0.0.1:6379".into()),
         redis_prefix: Some(redis_prefix.to_owned()),
-        jwt_secret: Some(JWT_SECRET.into()),
-        master_key: Some(MASTER_KEY.into()),
+        jwt_secret: Some(relay_core::secret::Secret::new(JWT_SECRET)),
+        master_key: Some(relay_core::secret::Secret::new(MASTER_KEY)),
         allow_private_destinations: Some(true),
         db_pool_size: Some(8),
         ..SettingsArgs::default()
@@ -102,6 +102,7 @@ impl App {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        settings.public_url = base.clone();
         let database_url = settings.database_url.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(relay_server::app::serve(settings, listener, async move {

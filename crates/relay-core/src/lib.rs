@@ -6,6 +6,7 @@
 //! `now`. Every function is deterministic given its inputs (jitter takes its random draw as an
 //! argument), so the rules of the product are unit-testable in isolation.
 
+pub mod address;
 pub mod event;
 pub mod filter;
 pub mod ids;

@@ -1,1 +1,99 @@
-//! placeholder
+//! The dispatcher: claims due deliveries, sends them to their destinations and records what
+//! happened (CONTRACT §4). Any number of processes may run it against one Postgres and one Redis.
+//!
+//! ```text
+//! wake-up (LISTEN, armed before the first query) or poll
+//!   -> list due destinations (skipping disabled ones, and tenants/destinations known to be limited)
+//!   -> share the free concurrency fairly between tenants, then their destinations
+//!   -> take limiter tokens (GCRA in Redis; a local governor limiter while Redis is down)
+//!   -> claim exactly that many rows per destination with a lease, commit
+//!   -> deliver concurrently (semaphore, per-destination max_in_flight), SSRF-checked client
+//!   -> record attempts and outcomes in batches (one statement per batch)
+//! ```
+//!
+//! The server binary calls [`run`]:
+//!
+//! ```no_run
+//! # async fn demo(pool: relay_store::PgPool, redis: relay_store::Redis,
+//! #               key: relay_core::secret::MasterKey) -> anyhow::Result<()> {
+//! let config = relay_dispatcher::DispatcherConfig { allow_private_destinations: false, ..Default::default() };
+//! relay_dispatcher::run(pool, redis, key, config, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+//!
+//! `run` returns when `shutdown` completes and the dispatcher has stopped: it stops claiming,
+//! lets in-flight attempts finish until [`DispatcherConfig::shutdown_deadline`], gives back the
+//! leases of the attempts still running then (without counting an attempt), and flushes the
+//! outcomes it holds. It returns an error only if it cannot start (no HTTP client).
+//!
+//! Invariants: no transaction is held across an HTTP call; a row is claimed only after the
+//! limiter granted its attempt, so limited rows are never touched (never dropped, never counted);
+//! an outcome is applied only by the holder of the row's lease; payloads and secrets are never
+//! logged.
+
+mod attempt;
+mod client;
+mod engine;
+mod inflight;
+mod limits;
+mod outcome;
+mod prepare;
+mod recorder;
+mod request;
+mod round;
+mod share;
+
+use std::future::Future;
+use std::time::Duration;
+
+use relay_core::secret::MasterKey;
+use relay_store::{PgPool, Redis};
+
+pub use client::{GuardedResolver, build_client};
+
+/// Knobs of the dispatcher. `Default` is the production setting.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Allow destinations on loopback/private/link-local addresses
+    /// (`RELAY_ALLOW_PRIVATE_DESTINATIONS`). Cloud-metadata addresses stay refused.
+    pub allow_private_destinations: bool,
+    /// Attempts in flight at once in this process.
+    pub concurrency: usize,
+    /// Most rows claimed in one round, and most outcomes recorded in one statement.
+    pub batch_size: u32,
+    /// The shortest lease of a claim. A claim holds a row for at least the destination's timeout
+    /// plus 5 s, so a slow attempt never outlives its lease; a crashed process's rows are due
+    /// again when their lease ends.
+    pub lease_duration: Duration,
+    /// How often to look for due work without a wake-up (retries, missed notifications).
+    pub poll_interval: Duration,
+    /// A destination whose attempts have all failed for this long is disabled.
+    pub unhealthy_after: Duration,
+    /// How long shutdown waits for in-flight attempts before giving their leases back.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_destinations: false,
+            concurrency: 512,
+            batch_size: 500,
+            lease_duration: Duration::from_secs(20),
+            poll_interval: Duration::from_millis(500),
+            unhealthy_after: Duration::from_secs(72 * 3600),
+            shutdown_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs the dispatcher until `shutdown` completes, then drains (see the crate docs).
+pub async fn run(
+    pool: PgPool,
+    redis: Redis,
+    master_key: MasterKey,
+    config: DispatcherConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    engine::Engine::start(pool, redis, master_key, config)?.run(shutdown).await
+}

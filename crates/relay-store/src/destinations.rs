@@ -138,3 +138,193 @@ pub async fn list_fanout_destinations(
         })
         .collect())
 }
+
+/// The tenant's live destinations, newest first, after `before` (a keyset cursor) when given.
+pub async fn list_destinations(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    before: Option<DestinationId>,
+    limit: i64,
+) -> Result<Vec<DestinationRow>> {
+    let mut q = sqlx::QueryBuilder::new(format!(
+        "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE deleted_at IS NULL AND "
+    ));
+    crate::keyset::push_tenant(&mut q, tenant.uuid(), crate::keyset::Scan::ByTenant);
+    crate::keyset::push_range(&mut q, before.map(DestinationId::uuid), "created_at", Default::default());
+    crate::keyset::push_page_end(&mut q, limit, crate::keyset::Scan::ByTenant);
+    Ok(q.build_query_as().fetch_all(db).await?)
+}
+
+/// How many live destinations the tenant has (for plan limits and usage).
+pub async fn count_destinations(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<i64> {
+    let n =
+        sqlx::query_scalar("SELECT count(*) FROM destinations WHERE tenant_id = $1 AND deleted_at IS NULL")
+            .bind(tenant.uuid())
+            .fetch_one(db)
+            .await?;
+    Ok(n)
+}
+
+/// A live destination of this tenant.
+pub async fn find_destination(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: DestinationId,
+) -> Result<Option<DestinationRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {DESTINATION_COLUMNS} FROM destinations \
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+    ));
+    Ok(sqlx::query_as(sql).bind(tenant.uuid()).bind(id.uuid()).fetch_optional(db).await?)
+}
+
+pub async fn get_destination(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: DestinationId,
+) -> Result<DestinationRow> {
+    find_destination(db, tenant, id).await?.ok_or(crate::StoreError::NotFound)
+}
+
+/// A live destination, its row locked until the transaction ends (for read-merge-write updates).
+pub async fn lock_destination(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: DestinationId,
+) -> Result<DestinationRow> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {DESTINATION_COLUMNS} FROM destinations \
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE"
+    ));
+    let row: Option<DestinationRow> =
+        sqlx::query_as(sql).bind(tenant.uuid()).bind(id.uuid()).fetch_optional(db).await?;
+    row.ok_or(crate::StoreError::NotFound)
+}
+
+/// The editable state of a destination, written whole (the caller merges a patch into the
+/// locked row). Turning `enabled` on clears the disabled reason and the failing streak; turning
+/// it off records `disabled_reason`.
+#[derive(Debug, Clone)]
+pub struct DestinationUpdate {
+    pub url: String,
+    pub description: Option<String>,
+    pub source_ids: Option<Vec<SourceId>>,
+    pub event_types: Vec<String>,
+    pub device_ids: Option<Vec<String>>,
+    pub headers: BTreeMap<String, String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub timeout_ms: i32,
+    pub rate_limit_per_second: Option<i32>,
+    pub max_in_flight: i32,
+    pub initial_delay_ms: i64,
+    pub max_delay_ms: i64,
+    pub window_seconds: i32,
+}
+
+pub async fn update_destination(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: DestinationId,
+    u: &DestinationUpdate,
+) -> Result<DestinationRow> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE destinations SET url = $3, description = $4, source_ids = $5, event_types = $6, \
+         device_ids = $7, headers = $8, timeout_ms = $10, rate_limit_per_second = $11, \
+         max_in_flight = $12, initial_delay_ms = $13, max_delay_ms = $14, window_seconds = $15, \
+         disabled_at = CASE WHEN $9 THEN NULL WHEN enabled THEN now() ELSE disabled_at END, \
+         disabled_reason = CASE WHEN $9 THEN NULL WHEN enabled THEN $16 ELSE disabled_reason END, \
+         failing_since = CASE WHEN $9 AND NOT enabled THEN NULL ELSE failing_since END, \
+         enabled = $9, updated_at = now() \
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {DESTINATION_COLUMNS}"
+    ));
+    let source_ids: Option<Vec<Uuid>> =
+        u.source_ids.as_ref().map(|ids| ids.iter().map(|s| s.uuid()).collect());
+    let row: Option<DestinationRow> = sqlx::query_as(sql)
+        .bind(tenant.uuid())
+        .bind(id.uuid())
+        .bind(&u.url)
+        .bind(u.description.as_deref())
+        .bind(source_ids)
+        .bind(&u.event_types)
+        .bind(u.device_ids.as_ref())
+        .bind(Json(&u.headers))
+        .bind(u.enabled)
+        .bind(u.timeout_ms)
+        .bind(u.rate_limit_per_second)
+        .bind(u.max_in_flight)
+        .bind(u.initial_delay_ms)
+        .bind(u.max_delay_ms)
+        .bind(u.window_seconds)
+        .bind(u.disabled_reason.as_deref())
+        .fetch_optional(db)
+        .await?;
+    row.ok_or(crate::StoreError::NotFound)
+}
+
+/// Soft delete: the destination stops receiving new deliveries at once. Its pending deliveries
+/// are failed by the caller in the same transaction (see `deliveries::fail_pending_for_destination`).
+pub async fn delete_destination(db: impl PgExecutor<'_>, tenant: TenantId, id: DestinationId) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE destinations SET deleted_at = now(), enabled = false, updated_at = now() \
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+    )
+    .bind(tenant.uuid())
+    .bind(id.uuid())
+    .execute(db)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(crate::StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Replaces the sealed signing secret; the old one is kept, and signs alongside the new one,
+/// until `previous_expires_at`.
+pub async fn rotate_destination_secret(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: DestinationId,
+    sealed: &[u8],
+    previous_expires_at: OffsetDateTime,
+) -> Result<DestinationRow> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE destinations SET previous_signing_secret = signing_secret, \
+         previous_signing_secret_expires_at = $4, signing_secret = $3, updated_at = now() \
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {DESTINATION_COLUMNS}"
+    ));
+    let row: Option<DestinationRow> = sqlx::query_as(sql)
+        .bind(tenant.uuid())
+        .bind(id.uuid())
+        .bind(sealed)
+        .bind(previous_expires_at)
+        .fetch_optional(db)
+        .await?;
+    row.ok_or(crate::StoreError::NotFound)
+}
+
+/// The enabled, live destinations of one tenant, for re-matching an event at redelivery.
+pub async fn list_tenant_fanout_destinations(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+) -> Result<Vec<FanoutDestination>> {
+    list_fanout_destinations(db, &[tenant.uuid()]).await
+}
+
+/// The ids among `ids` that are not live destinations of the tenant.
+pub async fn missing_destinations(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    ids: &[DestinationId],
+) -> Result<Vec<DestinationId>> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
+    let missing: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT i.id FROM UNNEST($2::uuid[]) AS i(id) WHERE NOT EXISTS \
+         (SELECT 1 FROM destinations d WHERE d.tenant_id = $1 AND d.id = i.id AND d.deleted_at IS NULL)",
+    )
+    .bind(tenant.uuid())
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(missing.into_iter().map(DestinationId::from_uuid).collect())
+}

@@ -60,3 +60,75 @@ pub async fn event_exists(db: impl PgExecutor<'_>, source: SourceId, wap_event_i
             .await?;
     Ok(found.is_some())
 }
+
+/// A stored event, as the admin API lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub source_id: Uuid,
+    pub wap_event_id: String,
+    #[sqlx(rename = "type")]
+    pub event_type: String,
+    pub device_id: Option<String>,
+    pub timestamp: OffsetDateTime,
+    pub received_at: OffsetDateTime,
+    pub body: Vec<u8>,
+}
+
+const EVENT_COLUMNS: &str =
+    "id, tenant_id, source_id, wap_event_id, type, device_id, \"timestamp\", received_at, body";
+
+/// Filters of the event log; `range` applies to `received_at`.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub source_id: Option<SourceId>,
+    pub event_type: Option<String>,
+    pub device_id: Option<String>,
+    pub wap_event_id: Option<String>,
+    pub range: crate::keyset::TimeRange,
+}
+
+/// The tenant's events, newest first, after `before` (a keyset cursor) when given.
+pub async fn list_events(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    filter: &EventFilter,
+    before: Option<EventId>,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    // Source filters still scan `events_tenant`: the dedupe index is not ordered by id.
+    let scan = crate::keyset::Scan::ByTenant;
+    let mut q = sqlx::QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE "));
+    crate::keyset::push_tenant(&mut q, tenant.uuid(), scan);
+    if let Some(source) = filter.source_id {
+        q.push(" AND source_id = ").push_bind(source.uuid());
+    }
+    if let Some(t) = &filter.event_type {
+        q.push(" AND type = ").push_bind(t.clone());
+    }
+    if let Some(d) = &filter.device_id {
+        q.push(" AND device_id = ").push_bind(d.clone());
+    }
+    if let Some(w) = &filter.wap_event_id {
+        q.push(" AND wap_event_id = ").push_bind(w.clone());
+    }
+    crate::keyset::push_range(&mut q, before.map(EventId::uuid), "received_at", filter.range);
+    crate::keyset::push_page_end(&mut q, limit, scan);
+    Ok(q.build_query_as().fetch_all(db).await?)
+}
+
+/// One event of this tenant.
+pub async fn find_event(db: impl PgExecutor<'_>, tenant: TenantId, id: EventId) -> Result<Option<EventRow>> {
+    let sql =
+        sqlx::AssertSqlSafe(format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = $2"));
+    Ok(sqlx::query_as(sql).bind(tenant.uuid()).bind(id.uuid()).fetch_optional(db).await?)
+}
+
+/// Locks one event of this tenant until the transaction ends (serialises redeliveries of it).
+pub async fn lock_event(db: impl PgExecutor<'_>, tenant: TenantId, id: EventId) -> Result<Option<EventRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+    ));
+    Ok(sqlx::query_as(sql).bind(tenant.uuid()).bind(id.uuid()).fetch_optional(db).await?)
+}

@@ -6,15 +6,21 @@
 //! set-based (`UNNEST` batch inserts, `FOR UPDATE SKIP LOCKED` claims), never a query per row;
 //! Postgres is the source of truth and Redis only ever speeds things up.
 
+pub mod attempts;
 pub mod db;
 pub mod deliveries;
 pub mod destinations;
+pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod keyset;
+pub mod limiter;
+pub mod outcomes;
 pub mod redis;
 pub mod rejections;
 pub mod settings;
 pub mod sources;
+pub mod stats;
 pub mod tenants;
 
 pub use error::StoreError;

@@ -42,3 +42,51 @@ pub async fn insert_rejection(db: impl PgExecutor<'_>, r: &NewRejection<'_>) -> 
     .await?;
     Ok(id)
 }
+
+/// A refused ingest request, as the admin API lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RejectionRow {
+    pub id: uuid::Uuid,
+    pub tenant_id: uuid::Uuid,
+    pub source_id: uuid::Uuid,
+    pub received_at: time::OffsetDateTime,
+    pub reason: String,
+    pub status: i32,
+    pub detail: Option<String>,
+    pub headers: Json<BTreeMap<String, String>>,
+    pub body: Vec<u8>,
+    pub body_bytes: i32,
+}
+
+/// Filters of the rejection log; `range` applies to `received_at`.
+#[derive(Debug, Clone, Default)]
+pub struct RejectionFilter {
+    pub source_id: Option<SourceId>,
+    pub reason: Option<String>,
+    pub range: crate::keyset::TimeRange,
+}
+
+/// The tenant's rejections, newest first, after `before` (a keyset cursor) when given.
+pub async fn list_rejections(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    filter: &RejectionFilter,
+    before: Option<RejectionId>,
+    limit: i64,
+) -> Result<Vec<RejectionRow>> {
+    let mut q = sqlx::QueryBuilder::new(
+        "SELECT id, tenant_id, source_id, received_at, reason, status, detail, headers, body, body_bytes \
+         FROM rejections WHERE ",
+    );
+    let scan = crate::keyset::Scan::ByTenant;
+    crate::keyset::push_tenant(&mut q, tenant.uuid(), scan);
+    if let Some(source) = filter.source_id {
+        q.push(" AND source_id = ").push_bind(source.uuid());
+    }
+    if let Some(reason) = &filter.reason {
+        q.push(" AND reason = ").push_bind(reason.clone());
+    }
+    crate::keyset::push_range(&mut q, before.map(RejectionId::uuid), "received_at", filter.range);
+    crate::keyset::push_page_end(&mut q, limit, scan);
+    Ok(q.build_query_as().fetch_all(db).await?)
+}

@@ -155,3 +155,96 @@ pub async fn rotate_source_secret(
         .await?;
     row.ok_or(StoreError::NotFound)
 }
+
+/// The tenant's live sources, newest first, after `before` (a keyset cursor) when given.
+pub async fn list_sources(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    before: Option<SourceId>,
+    limit: i64,
+) -> Result<Vec<SourceRow>> {
+    let mut q = sqlx::QueryBuilder::new(format!(
+        "SELECT {SOURCE_COLUMNS} FROM sources WHERE deleted_at IS NULL AND "
+    ));
+    crate::keyset::push_tenant(&mut q, tenant.uuid(), crate::keyset::Scan::ByTenant);
+    crate::keyset::push_range(&mut q, before.map(SourceId::uuid), "created_at", Default::default());
+    crate::keyset::push_page_end(&mut q, limit, crate::keyset::Scan::ByTenant);
+    Ok(q.build_query_as().fetch_all(db).await?)
+}
+
+/// How many live sources the tenant has (for plan limits and usage).
+pub async fn count_sources(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<i64> {
+    let n = sqlx::query_scalar("SELECT count(*) FROM sources WHERE tenant_id = $1 AND deleted_at IS NULL")
+        .bind(tenant.uuid())
+        .fetch_one(db)
+        .await?;
+    Ok(n)
+}
+
+/// The ids among `ids` that are not live sources of the tenant.
+pub async fn missing_sources(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    ids: &[SourceId],
+) -> Result<Vec<SourceId>> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
+    let missing: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT i.id FROM UNNEST($2::uuid[]) AS i(id) WHERE NOT EXISTS \
+         (SELECT 1 FROM sources s WHERE s.tenant_id = $1 AND s.id = i.id AND s.deleted_at IS NULL)",
+    )
+    .bind(tenant.uuid())
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(missing.into_iter().map(SourceId::from_uuid).collect())
+}
+
+/// A live source of this tenant, its row locked until the transaction ends (read-merge-write
+/// updates take it so concurrent edits do not overwrite each other).
+pub async fn lock_source(db: impl PgExecutor<'_>, tenant: TenantId, id: SourceId) -> Result<SourceRow> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {SOURCE_COLUMNS} FROM sources \
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE"
+    ));
+    let row: Option<SourceRow> =
+        sqlx::query_as(sql).bind(tenant.uuid()).bind(id.uuid()).fetch_optional(db).await?;
+    row.ok_or(StoreError::NotFound)
+}
+
+/// The editable state of a source, written whole (the caller merges a patch into the locked row).
+#[derive(Debug, Clone)]
+pub struct SourceUpdate {
+    pub name: String,
+    pub verification: Verification,
+    pub secret: Option<Vec<u8>>,
+    pub secret_hint: Option<String>,
+    pub previous_secret: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+    pub verify_token: Option<Vec<u8>>,
+}
+
+pub async fn update_source(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: SourceId,
+    update: &SourceUpdate,
+) -> Result<SourceRow> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE sources SET name = $3, verification = $4, secret = $5, secret_hint = $6, \
+         previous_secret = $7, previous_secret_expires_at = $8, verify_token = $9, updated_at = now() \
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {SOURCE_COLUMNS}"
+    ));
+    let row: Option<SourceRow> = sqlx::query_as(sql)
+        .bind(tenant.uuid())
+        .bind(id.uuid())
+        .bind(&update.name)
+        .bind(Json(&update.verification))
+        .bind(update.secret.as_deref())
+        .bind(update.secret_hint.as_deref())
+        .bind(update.previous_secret.as_deref())
+        .bind(update.previous_secret_expires_at)
+        .bind(update.verify_token.as_deref())
+        .fetch_optional(db)
+        .await?;
+    row.ok_or(StoreError::NotFound)
+}

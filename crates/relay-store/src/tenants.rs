@@ -141,3 +141,11 @@ pub async fn update_tenant(db: impl PgExecutor<'_>, id: TenantId, update: &Tenan
     .await?;
     row.ok_or(StoreError::NotFound)?.try_into()
 }
+
+/// The tenant, its row locked until the transaction ends. Creations that check a plan's count
+/// limit take this lock first, so two concurrent creations cannot both pass the check.
+pub async fn lock_tenant(db: impl PgExecutor<'_>, id: TenantId) -> Result<Tenant> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE id = $1 FOR UPDATE"));
+    let row: Option<TenantRow> = sqlx::query_as(sql).bind(id.uuid()).fetch_optional(db).await?;
+    row.ok_or(StoreError::NotFound)?.try_into()
+}

@@ -1,0 +1,468 @@
+//! Destinations: where a tenant's events fan out to. The signing secret is generated here, sealed
+//! with the master key, and shown only in the response to create and by the `/secret` route.
+//! Rotation keeps the previous secret for a grace period, during which deliveries carry both
+//! signatures. Every create or patch re-runs the URL through the SSRF address policy.
+
+mod checks;
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use relay_core::secret::{MasterKey, WebhookSecret};
+use relay_core::{DestinationId, SourceId, TenantId};
+use relay_http::{ApiError, ApiJson};
+use relay_store::destinations::{self as store, DestinationRow, DestinationUpdate, NewDestination};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AdminState;
+use crate::auth::TenantAuth;
+use crate::docs::{BadRequest, NotFound, ValidationFailed};
+use crate::extract::{ApiQuery, OptionalJson, Page, PageRequest, double_option, or_not_found, path_id};
+use crate::tenants::ListQuery;
+
+pub(crate) const NOT_FOUND: &str = "destination_not_found";
+const DEFAULT_PREVIOUS_VALID_SECONDS: u32 = 86_400;
+const MAX_PREVIOUS_VALID_SECONDS: u32 = 7 * 86_400;
+const DISABLED_BY_TENANT: &str = "disabled through the admin API";
+
+pub(crate) fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_destination, list_destinations))
+        .routes(routes!(get_destination, update_destination, delete_destination))
+        .routes(routes!(get_destination_secret))
+        .routes(routes!(rotate_destination_secret))
+}
+
+/// How failed deliveries are retried.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RetryPolicy {
+    pub initial_delay_ms: i64,
+    pub max_delay_ms: i64,
+    pub window_seconds: i32,
+}
+
+/// Retry settings; missing fields keep their current (or default) values.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicyIn {
+    /// Wait before the second attempt; doubles per attempt (default 5000).
+    pub initial_delay_ms: Option<u64>,
+    /// Longest wait between attempts (default 3600000).
+    pub max_delay_ms: Option<u64>,
+    /// How long a delivery is retried, at most the plan's retry window (default 86400, capped).
+    pub window_seconds: Option<u32>,
+}
+
+/// A new destination.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationIn {
+    /// `https://` (or `http://` unless the relay requires https) on a public address.
+    pub url: String,
+    pub description: Option<String>,
+    /// Only events from these sources (default: all).
+    pub source_ids: Option<Vec<String>>,
+    /// Exact types, `prefix.*` or `*` (default `["*"]`).
+    pub event_types: Option<Vec<String>>,
+    /// Only events from these devices (default: all).
+    pub device_ids: Option<Vec<String>>,
+    /// Extra request headers; the relay's own headers cannot be overridden.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// 1 to 30000 (default 10000).
+    pub timeout_ms: Option<u32>,
+    pub rate_limit_per_second: Option<u32>,
+    /// Concurrent attempts at most (default 16).
+    pub max_in_flight: Option<u32>,
+    pub retry_policy: Option<RetryPolicyIn>,
+}
+
+/// Changes to a destination; missing fields stay as they are, `null` clears a nullable one.
+/// `enabled: true` re-enables a destination the relay disabled.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationPatch {
+    pub url: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub source_ids: Option<Option<Vec<String>>>,
+    pub event_types: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub device_ids: Option<Option<Vec<String>>>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub enabled: Option<bool>,
+    pub timeout_ms: Option<u32>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub rate_limit_per_second: Option<Option<u32>>,
+    pub max_in_flight: Option<u32>,
+    pub retry_policy: Option<RetryPolicyIn>,
+}
+
+/// A destination. `signing_secret` appears only in the response to create.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DestinationOut {
+    pub id: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub source_ids: Option<Vec<String>>,
+    pub event_types: Vec<String>,
+    pub device_ids: Option<Vec<String>>,
+    pub headers: BTreeMap<String, String>,
+    pub enabled: bool,
+    /// Why the relay (or the tenant) disabled it.
+    pub disabled_reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub disabled_at: Option<OffsetDateTime>,
+    pub timeout_ms: i32,
+    pub rate_limit_per_second: Option<i32>,
+    pub max_in_flight: i32,
+    pub retry_policy: RetryPolicy,
+    /// The first failed attempt since the last success.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub failing_since: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The `whsec_` secret deliveries are signed with (only in the response to create).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
+impl From<&DestinationRow> for DestinationOut {
+    fn from(r: &DestinationRow) -> Self {
+        Self {
+            id: DestinationId::from_uuid(r.id).to_string(),
+            url: r.url.clone(),
+            description: r.description.clone(),
+            source_ids: r
+                .source_ids
+                .as_ref()
+                .map(|ids| ids.iter().map(|id| SourceId::from_uuid(*id).to_string()).collect()),
+            event_types: r.event_types.clone(),
+            device_ids: r.device_ids.clone(),
+            headers: r.headers.0.clone(),
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason.clone(),
+            disabled_at: r.disabled_at,
+            timeout_ms: r.timeout_ms,
+            rate_limit_per_second: r.rate_limit_per_second,
+            max_in_flight: r.max_in_flight,
+            retry_policy: RetryPolicy {
+                initial_delay_ms: r.initial_delay_ms,
+                max_delay_ms: r.max_delay_ms,
+                window_seconds: r.window_seconds,
+            },
+            failing_since: r.failing_since,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            signing_secret: None,
+        }
+    }
+}
+
+/// A destination's signing secrets.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DestinationSecretOut {
+    /// The current `whsec_` secret.
+    pub signing_secret: String,
+    /// The previous secret while a rotation's grace period lasts (deliveries carry both
+    /// signatures meanwhile).
+    pub previous_signing_secret: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub previous_expires_at: Option<OffsetDateTime>,
+}
+
+impl DestinationSecretOut {
+    fn new(key: &MasterKey, r: &DestinationRow) -> Result<Self, ApiError> {
+        let now = OffsetDateTime::now_utc();
+        let open =
+            |sealed: &[u8]| key.open(sealed).map(|s| s.expose().to_owned()).map_err(ApiError::internal);
+        let previous = match (&r.previous_signing_secret, r.previous_signing_secret_expires_at) {
+            (Some(sealed), Some(at)) if at > now => Some((open(sealed)?, at)),
+            _ => None,
+        };
+        Ok(Self {
+            signing_secret: open(&r.signing_secret)?,
+            previous_expires_at: previous.as_ref().map(|p| p.1),
+            previous_signing_secret: previous.map(|p| p.0),
+        })
+    }
+}
+
+/// Options of a signing secret rotation.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSecretRotateIn {
+    /// How long the previous secret keeps signing: 0 to 604800 seconds, default 86400.
+    pub previous_valid_seconds: Option<u32>,
+}
+
+fn to_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn apply_retry(u: &mut DestinationUpdate, r: &RetryPolicyIn) {
+    if let Some(v) = r.initial_delay_ms {
+        u.initial_delay_ms = to_i64(v);
+    }
+    if let Some(v) = r.max_delay_ms {
+        u.max_delay_ms = to_i64(v);
+    }
+    if let Some(v) = r.window_seconds {
+        u.window_seconds = to_i32(v);
+    }
+}
+
+/// Refuses `source_ids` that are not live sources of the tenant.
+async fn check_sources_exist(
+    state: &AdminState,
+    tenant: TenantId,
+    ids: &Option<Vec<SourceId>>,
+) -> Result<(), ApiError> {
+    let Some(ids) = ids.as_ref().filter(|ids| !ids.is_empty()) else { return Ok(()) };
+    let missing = relay_store::sources::missing_sources(&state.pool, tenant, ids).await?;
+    match missing.first() {
+        Some(id) => Err(ApiError::validation(format!("source_ids: no source {id}"))),
+        None => Ok(()),
+    }
+}
+
+/// Creates a destination and returns it with its signing secret (403 `plan_limit` past the
+/// plan's destination count, 422 `destination_not_allowed` for a refused URL).
+#[utoipa::path(post, path = "/v1/destinations", tag = "destinations", request_body = DestinationIn,
+    responses((status = 201, description = "The new destination, with `signing_secret`", body = DestinationOut),
+        (status = 422, response = ValidationFailed)),
+    security(("bearer" = [])))]
+pub(crate) async fn create_destination(
+    auth: TenantAuth,
+    State(state): State<AdminState>,
+    ApiJson(input): ApiJson<DestinationIn>,
+) -> Result<(StatusCode, ApiJson<DestinationOut>), ApiError> {
+    let tenant = relay_store::tenants::get_tenant(&state.pool, auth.tenant_id).await?;
+    let max_window = tenant.limits().retry_window_seconds;
+    let source_ids = input.source_ids.as_deref().map(checks::parse_source_ids).transpose()?;
+    let mut draft = DestinationUpdate {
+        url: String::new(),
+        description: input.description,
+        source_ids,
+        event_types: input.event_types.unwrap_or_else(|| vec!["*".to_owned()]),
+        device_ids: input.device_ids,
+        headers: input.headers.unwrap_or_default(),
+        enabled: input.enabled.unwrap_or(true),
+        disabled_reason: None,
+        timeout_ms: input.timeout_ms.map_or(10_000, to_i32),
+        rate_limit_per_second: input.rate_limit_per_second.map(to_i32),
+        max_in_flight: input.max_in_flight.map_or(16, to_i32),
+        initial_delay_ms: 5_000,
+        max_delay_ms: 3_600_000,
+        window_seconds: to_i32(max_window.min(86_400)),
+    };
+    let retry = input.retry_policy.unwrap_or_default();
+    apply_retry(&mut draft, &retry);
+    checks::check_settings(&draft, max_window, retry.window_seconds.is_some())?;
+    draft.url = checks::check_url(&state, &input.url).await?;
+    check_sources_exist(&state, auth.tenant_id, &draft.source_ids).await?;
+    let secret = WebhookSecret::generate();
+    let new = NewDestination {
+        tenant_id: auth.tenant_id,
+        url: draft.url,
+        description: draft.description,
+        source_ids: draft.source_ids,
+        event_types: draft.event_types,
+        device_ids: draft.device_ids,
+        headers: draft.headers,
+        enabled: draft.enabled,
+        timeout_ms: draft.timeout_ms,
+        rate_limit_per_second: draft.rate_limit_per_second,
+        max_in_flight: draft.max_in_flight,
+        initial_delay_ms: draft.initial_delay_ms,
+        max_delay_ms: draft.max_delay_ms,
+        window_seconds: draft.window_seconds,
+        signing_secret: state.master_key.seal(secret.as_secret()),
+    };
+    let mut tx = crate::db::begin(&state.pool).await?;
+    crate::quota::check_count_limit(&mut tx, auth.tenant_id, crate::quota::Counted::Destinations).await?;
+    let row = store::insert_destination(&mut *tx, &new).await?;
+    crate::db::commit(tx).await?;
+    tracing::info!(tenant.id = %auth.tenant_id, destination.id = %DestinationId::from_uuid(row.id), "destination created");
+    let mut out = DestinationOut::from(&row);
+    out.signing_secret = Some(secret.as_secret().expose().to_owned());
+    Ok((StatusCode::CREATED, ApiJson(out)))
+}
+
+/// Lists the tenant's destinations, newest first.
+#[utoipa::path(get, path = "/v1/destinations", tag = "destinations", params(ListQuery),
+    responses((status = 200, description = "A page of destinations", body = Page<DestinationOut>),
+        (status = 400, response = BadRequest), (status = 422, response = ValidationFailed)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_destinations(
+    auth: TenantAuth,
+    State(state): State<AdminState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<ApiJson<Page<DestinationOut>>, ApiError> {
+    let page = PageRequest::<DestinationId>::new(q.limit, q.cursor.as_deref())?;
+    let rows = store::list_destinations(&state.pool, auth.tenant_id, page.before, page.fetch()).await?;
+    Ok(ApiJson(Page::from_rows(
+        rows,
+        page.limit,
+        |r| DestinationId::from_uuid(r.id),
+        |r| DestinationOut::from(&r),
+    )))
+}
+
+/// Gets a destination (without its secret).
+#[utoipa::path(get, path = "/v1/destinations/{id}", tag = "destinations",
+    params(("id" = String, Path, description = "Destination id")),
+    responses((status = 200, description = "The destination", body = DestinationOut),
+        (status = 404, response = NotFound)),
+    security(("bearer" = [])))]
+pub(crate) async fn get_destination(
+    auth: TenantAuth,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<ApiJson<DestinationOut>, ApiError> {
+    let id: DestinationId = path_id(&id, NOT_FOUND)?;
+    let row =
+        store::get_destination(&state.pool, auth.tenant_id, id).await.map_err(or_not_found(NOT_FOUND))?;
+    Ok(ApiJson(DestinationOut::from(&row)))
+}
+
+/// Changes a destination; `enabled: true` re-enables it and its waiting deliveries flow again.
+#[utoipa::path(patch, path = "/v1/destinations/{id}", tag = "destinations", request_body = DestinationPatch,
+    params(("id" = String, Path, description = "Destination id")),
+    responses((status = 200, description = "The updated destination", body = DestinationOut),
+        (status = 404, response = NotFound), (status = 422, response = ValidationFailed)),
+    security(("bearer" = [])))]
+pub(crate) async fn update_destination(
+    auth: TenantAuth,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<DestinationPatch>,
+) -> Result<ApiJson<DestinationOut>, ApiError> {
+    let id: DestinationId = path_id(&id, NOT_FOUND)?;
+    // Existence first, so another tenant's id answers 404 before any validation detail leaks.
+    store::get_destination(&state.pool, auth.tenant_id, id).await.map_err(or_not_found(NOT_FOUND))?;
+    let url = match &patch.url {
+        Some(url) => Some(checks::check_url(&state, url).await?),
+        None => None,
+    };
+    let source_ids = match &patch.source_ids {
+        Some(Some(ids)) => Some(Some(checks::parse_source_ids(ids)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    if let Some(ids) = &source_ids {
+        check_sources_exist(&state, auth.tenant_id, ids).await?;
+    }
+    let tenant = relay_store::tenants::get_tenant(&state.pool, auth.tenant_id).await?;
+    let mut tx = crate::db::begin(&state.pool).await?;
+    let row = store::lock_destination(&mut *tx, auth.tenant_id, id).await.map_err(or_not_found(NOT_FOUND))?;
+    let mut u = DestinationUpdate {
+        url: url.unwrap_or(row.url),
+        description: patch.description.unwrap_or(row.description),
+        source_ids: source_ids
+            .unwrap_or_else(|| row.source_ids.map(|ids| ids.into_iter().map(SourceId::from_uuid).collect())),
+        event_types: patch.event_types.unwrap_or(row.event_types),
+        device_ids: patch.device_ids.unwrap_or(row.device_ids),
+        headers: patch.headers.unwrap_or(row.headers.0),
+        enabled: patch.enabled.unwrap_or(row.enabled),
+        disabled_reason: Some(DISABLED_BY_TENANT.to_owned()),
+        timeout_ms: patch.timeout_ms.map_or(row.timeout_ms, to_i32),
+        rate_limit_per_second: patch
+            .rate_limit_per_second
+            .map_or(row.rate_limit_per_second, |r| r.map(to_i32)),
+        max_in_flight: patch.max_in_flight.map_or(row.max_in_flight, to_i32),
+        initial_delay_ms: row.initial_delay_ms,
+        max_delay_ms: row.max_delay_ms,
+        window_seconds: row.window_seconds,
+    };
+    let retry = patch.retry_policy.unwrap_or_default();
+    apply_retry(&mut u, &retry);
+    checks::check_settings(&u, tenant.limits().retry_window_seconds, retry.window_seconds.is_some())?;
+    let row =
+        store::update_destination(&mut *tx, auth.tenant_id, id, &u).await.map_err(or_not_found(NOT_FOUND))?;
+    crate::db::commit(tx).await?;
+    tracing::info!(tenant.id = %auth.tenant_id, destination.id = %id, enabled = row.enabled, "destination updated");
+    Ok(ApiJson(DestinationOut::from(&row)))
+}
+
+/// Deletes a destination; its pending deliveries fail at once.
+#[utoipa::path(delete, path = "/v1/destinations/{id}", tag = "destinations",
+    params(("id" = String, Path, description = "Destination id")),
+    responses((status = 204, description = "Deleted"), (status = 404, response = NotFound)),
+    security(("bearer" = [])))]
+pub(crate) async fn delete_destination(
+    auth: TenantAuth,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: DestinationId = path_id(&id, NOT_FOUND)?;
+    let mut tx = crate::db::begin(&state.pool).await?;
+    store::delete_destination(&mut *tx, auth.tenant_id, id).await.map_err(or_not_found(NOT_FOUND))?;
+    let failed = relay_store::deliveries::fail_pending_for_destination(&mut *tx, auth.tenant_id, id).await?;
+    crate::db::commit(tx).await?;
+    tracing::info!(tenant.id = %auth.tenant_id, destination.id = %id, failed_deliveries = failed, "destination deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Shows a destination's signing secret (and the previous one during a rotation).
+#[utoipa::path(get, path = "/v1/destinations/{id}/secret", tag = "destinations",
+    params(("id" = String, Path, description = "Destination id")),
+    responses((status = 200, description = "The signing secrets", body = DestinationSecretOut),
+        (status = 404, response = NotFound)),
+    security(("bearer" = [])))]
+pub(crate) async fn get_destination_secret(
+    auth: TenantAuth,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<ApiJson<DestinationSecretOut>, ApiError> {
+    let id: DestinationId = path_id(&id, NOT_FOUND)?;
+    let row =
+        store::get_destination(&state.pool, auth.tenant_id, id).await.map_err(or_not_found(NOT_FOUND))?;
+    Ok(ApiJson(DestinationSecretOut::new(&state.master_key, &row)?))
+}
+
+/// Generates a new signing secret; the previous one keeps signing for `previous_valid_seconds`.
+#[utoipa::path(post, path = "/v1/destinations/{id}/secret/rotate", tag = "destinations",
+    request_body = Option<DestinationSecretRotateIn>,
+    params(("id" = String, Path, description = "Destination id")),
+    responses((status = 200, description = "The new and previous signing secrets", body = DestinationSecretOut),
+        (status = 404, response = NotFound), (status = 422, response = ValidationFailed)),
+    security(("bearer" = [])))]
+pub(crate) async fn rotate_destination_secret(
+    auth: TenantAuth,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    OptionalJson(input): OptionalJson<DestinationSecretRotateIn>,
+) -> Result<ApiJson<DestinationSecretOut>, ApiError> {
+    let id: DestinationId = path_id(&id, NOT_FOUND)?;
+    let grace = input.unwrap_or_default().previous_valid_seconds.unwrap_or(DEFAULT_PREVIOUS_VALID_SECONDS);
+    if grace > MAX_PREVIOUS_VALID_SECONDS {
+        return Err(ApiError::validation(format!(
+            "previous_valid_seconds: must be between 0 and {MAX_PREVIOUS_VALID_SECONDS}"
+        )));
+    }
+    let sealed = state.master_key.seal(WebhookSecret::generate().as_secret());
+    let expires = OffsetDateTime::now_utc() + time::Duration::seconds(i64::from(grace));
+    let row = store::rotate_destination_secret(&state.pool, auth.tenant_id, id, &sealed, expires)
+        .await
+        .map_err(or_not_found(NOT_FOUND))?;
+    tracing::info!(tenant.id = %auth.tenant_id, destination.id = %id, previous_valid_seconds = grace, "destination secret rotated");
+    Ok(ApiJson(DestinationSecretOut::new(&state.master_key, &row)?))
+}

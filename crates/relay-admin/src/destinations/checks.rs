@@ -1,0 +1,159 @@
+//! Validation of a destination's settings: the URL against the SSRF address policy (resolving a
+//! host name and judging every address it resolves to), filters, custom headers, limits and the
+//! retry policy. Every refusal is a 422 whose `detail` starts with the field's name.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use relay_core::SourceId;
+use relay_core::address::{self, AddressError, DestinationHost};
+use relay_core::filter::validate_pattern;
+use relay_http::ApiError;
+use relay_store::destinations::DestinationUpdate;
+
+use crate::AdminState;
+
+const MAX_DESCRIPTION: usize = 1000;
+const MAX_SOURCE_IDS: usize = 100;
+const MAX_EVENT_TYPES: usize = 100;
+const MAX_DEVICE_IDS: usize = 1000;
+const MAX_HEADERS: usize = 20;
+const MAX_DELAY_MS: i64 = 86_400_000;
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Headers the relay sets on every delivery; a destination's custom headers cannot replace them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+const RESERVED_PREFIXES: &[&str] = &["x-wap-", "x-relay-"];
+
+fn refused(e: AddressError) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "destination_not_allowed",
+        format!("url: {e}"),
+    )
+}
+
+/// Parses and judges a destination URL; returns it normalised. A host name is resolved now and
+/// refused if any of its addresses is not allowed (the dispatcher judges again at every attempt).
+pub(crate) async fn check_url(state: &AdminState, raw: &str) -> Result<String, ApiError> {
+    if raw.len() > 2048 {
+        return Err(ApiError::validation("url: must be at most 2048 characters"));
+    }
+    let allow_private = state.allow_private_destinations;
+    let dest = address::parse_destination_url(raw, state.require_https_destinations).map_err(refused)?;
+    address::check_destination(&dest, allow_private).map_err(refused)?;
+    if let DestinationHost::Name(name) = &dest.host {
+        let port = dest.url.port_or_known_default().unwrap_or(443);
+        let unresolvable = || ApiError::validation(format!("url: the host name `{name}` does not resolve"));
+        let addrs = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), port)))
+            .await
+            .map_err(|_| unresolvable())?
+            .map_err(|_| unresolvable())?;
+        let mut any = false;
+        for addr in addrs {
+            any = true;
+            address::check_ip(addr.ip(), allow_private).map_err(refused)?;
+        }
+        if !any {
+            return Err(unresolvable());
+        }
+    }
+    Ok(dest.url.to_string())
+}
+
+/// Parses `source_ids` (existence is checked against the store by the caller).
+pub(crate) fn parse_source_ids(ids: &[String]) -> Result<Vec<SourceId>, ApiError> {
+    if ids.len() > MAX_SOURCE_IDS {
+        return Err(ApiError::validation(format!("source_ids: at most {MAX_SOURCE_IDS} entries")));
+    }
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            id.parse().map_err(|_| ApiError::validation(format!("source_ids[{i}]: not a source id")))
+        })
+        .collect()
+}
+
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(ApiError::validation(format!("headers: at most {MAX_HEADERS} headers")));
+    }
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    for (name, value) in headers {
+        if name.is_empty() || name.len() > 128 || !name.bytes().all(token) {
+            return Err(ApiError::validation(format!("headers.{name}: not a valid header name")));
+        }
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str())
+            || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
+        {
+            return Err(ApiError::validation(format!(
+                "headers.{name}: set by the relay; cannot be overridden"
+            )));
+        }
+        if value.len() > 1024 || !value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+            return Err(ApiError::validation(format!(
+                "headers.{name}: value must be at most 1024 visible ASCII characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, min: T, max: T) -> Result<(), ApiError> {
+    if v < min || v > max {
+        return Err(ApiError::validation(format!("{field}: must be between {min} and {max}")));
+    }
+    Ok(())
+}
+
+/// Checks the settings a destination would have after a create or a patch. `max_window` is the
+/// plan's retry window; it is enforced only when `window_changed` (a plan downgrade does not make
+/// unrelated edits fail).
+pub(crate) fn check_settings(
+    u: &DestinationUpdate,
+    max_window: u32,
+    window_changed: bool,
+) -> Result<(), ApiError> {
+    if u.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
+        return Err(ApiError::validation(format!("description: at most {MAX_DESCRIPTION} characters")));
+    }
+    if u.event_types.is_empty() || u.event_types.len() > MAX_EVENT_TYPES {
+        return Err(ApiError::validation(format!("event_types: 1 to {MAX_EVENT_TYPES} patterns")));
+    }
+    for (i, p) in u.event_types.iter().enumerate() {
+        validate_pattern(p).map_err(|e| ApiError::validation(format!("event_types[{i}]: {e}")))?;
+    }
+    if let Some(devices) = &u.device_ids {
+        if devices.len() > MAX_DEVICE_IDS {
+            return Err(ApiError::validation(format!("device_ids: at most {MAX_DEVICE_IDS} entries")));
+        }
+        if let Some(i) = devices.iter().position(|d| d.is_empty() || d.chars().count() > 256) {
+            return Err(ApiError::validation(format!("device_ids[{i}]: must be 1 to 256 characters")));
+        }
+    }
+    check_headers(&u.headers)?;
+    in_range("timeout_ms", u.timeout_ms, 1, 30_000)?;
+    if let Some(rate) = u.rate_limit_per_second {
+        in_range("rate_limit_per_second", rate, 1, 100_000)?;
+    }
+    in_range("max_in_flight", u.max_in_flight, 1, 1000)?;
+    in_range("retry_policy.initial_delay_ms", u.initial_delay_ms, 1, MAX_DELAY_MS)?;
+    in_range("retry_policy.max_delay_ms", u.max_delay_ms, u.initial_delay_ms, MAX_DELAY_MS)?;
+    let max_window = if window_changed { i32::try_from(max_window).unwrap_or(i32::MAX) } else { i32::MAX };
+    if max_window < 1 {
+        return Err(ApiError::validation("retry_policy.window_seconds: the plan allows no retry window"));
+    }
+    in_range("retry_policy.window_seconds", u.window_seconds, 1, max_window)?;
+    Ok(())
+}

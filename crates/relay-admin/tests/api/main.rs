@@ -1,0 +1,15 @@
+//! Integration tests of the admin API through the real router against real Postgres
+//! (`#[sqlx::test]` gives every test a fresh, migrated database; run with
+//! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres`).
+
+mod access;
+mod auth;
+mod destinations;
+mod logs;
+mod openapi;
+mod perf;
+mod recovery;
+mod sources;
+mod stats;
+mod support;
+mod tenants;

@@ -1,0 +1,75 @@
+//! `GET /v1/tenant` (effective limits and usage) and `GET /v1/stats` (computed in SQL).
+
+use axum::http::StatusCode;
+use relay_store::PgPool;
+use serde_json::json;
+
+use crate::support::TestApp;
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn get_current_tenant_shows_effective_limits_and_usage(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let t = app.tenant("growth").await;
+    app.patch(&format!("/v1/tenants/{}", t.id), &app.operator, json!({"limits": {"backlog": 5}})).await;
+    let src = app.source(&t).await;
+    let dst = app.destination(&t, json!({})).await;
+    for e in app.events(&t, src, 3, "message.received").await {
+        app.delivery(&t, e, dst).await;
+    }
+    let res = app.get("/v1/tenant", &t.token).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.body["id"], t.id.to_string());
+    assert_eq!(res.body["plan"], "growth");
+    assert_eq!(res.body["limits"]["backlog"], 5);
+    assert_eq!(res.body["limits"]["destinations"], 10);
+    assert_eq!(res.body["limit_overrides"], json!({"backlog": 5}));
+    assert_eq!(res.body["usage"], json!({"sources": 1, "destinations": 1, "backlog": 3}));
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn stats_count_by_status_with_success_rate_and_latency(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let t = app.tenant("pro").await;
+    let src = app.source(&t).await;
+    let d1 = app.destination(&t, json!({})).await;
+    let d2 = app.destination(&t, json!({})).await;
+    let events = app.events(&t, src, 4, "message.received").await;
+    for (i, ms) in [100, 200, 300, 400].into_iter().enumerate() {
+        let dlv = app.delivery(&t, events[i], d1).await;
+        app.attempt(&t, dlv, d1, if i < 3 { "success" } else { "http_error" }, ms).await;
+        app.finish(dlv, if i < 3 { "succeeded" } else { "failed" }).await;
+    }
+    app.delivery(&t, events[0], d2).await;
+
+    let res = app.get("/v1/stats", &t.token).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    assert_eq!(res.body["deliveries"], json!({"pending": 1, "succeeded": 3, "failed": 1}));
+    assert_eq!(res.body["success_rate"], 0.75);
+    assert_eq!(res.body["backlog"], 1);
+    assert!(res.body["oldest_pending_age_seconds"].as_i64().unwrap() >= 0);
+    let dests = res.body["destinations"].as_array().unwrap();
+    let s1 = dests.iter().find(|d| d["destination_id"] == d1.to_string()).unwrap();
+    assert_eq!(s1["deliveries"], json!({"pending": 0, "succeeded": 3, "failed": 1}));
+    assert_eq!(s1["attempts"], 4);
+    assert_eq!(s1["success_rate"], 0.75);
+    assert_eq!(s1["latency_ms"]["p50"], 250.0);
+    let p99 = s1["latency_ms"]["p99"].as_f64().unwrap();
+    assert!((396.0..=400.0).contains(&p99), "{p99}");
+    let s2 = dests.iter().find(|d| d["destination_id"] == d2.to_string()).unwrap();
+    assert_eq!((s2["attempts"].as_i64(), s2["success_rate"].is_null()), (Some(0), true));
+
+    let later = app.get("/v1/stats?since=2999-01-01T00:00:00Z", &t.token).await;
+    assert_eq!(later.body["deliveries"], json!({"pending": 0, "succeeded": 0, "failed": 0}));
+    assert_eq!(later.body["destinations"], json!([]));
+    assert_eq!(later.body["backlog"], 1, "the backlog is counted whenever it was created");
+    let res = app.get("/v1/stats?since=last-week", &t.token).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(res.detail().contains("since"));
+    // Another tenant sees none of it.
+    let other = app.tenant("pro").await;
+    let theirs = app.get("/v1/stats", &other.token).await;
+    assert_eq!(
+        (theirs.body["backlog"].as_i64(), theirs.body["destinations"].as_array().unwrap().len()),
+        (Some(0), 0)
+    );
+}

@@ -1,0 +1,168 @@
+//! Attempts in flight: the concurrency bound (a semaphore), the per-destination in-flight counts
+//! (for `max_in_flight`), the leases being worked on (given back at shutdown), and the task that
+//! runs one attempt and hands its record to the recorder.
+//!
+//! Invariant: a lease stays in [`InFlight::leases`] until its record is queued, so at shutdown
+//! every row whose attempt did not finish is given back; the permit and the destination's count
+//! are released however the task ends (finished or cancelled).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use relay_core::{AttemptId, DeliveryId, DestinationId};
+use relay_store::dispatch::{ClaimedDelivery, ClaimedEvent};
+use relay_store::outcomes::AttemptRecord;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::attempt::{self, Payload};
+use crate::outcome;
+use crate::prepare::Prepared;
+use crate::recorder::RecordSender;
+use crate::request::Outbound;
+
+pub(crate) struct InFlight {
+    pub permits: Arc<Semaphore>,
+    counts: Mutex<HashMap<DestinationId, u32>>,
+    leases: Mutex<HashMap<DeliveryId, Uuid>>,
+    /// Signalled whenever an attempt ends and frees capacity.
+    pub freed: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl InFlight {
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            counts: Mutex::default(),
+            leases: Mutex::default(),
+            freed: Notify::new(),
+        }
+    }
+
+    pub fn count(&self, destination: DestinationId) -> u32 {
+        lock(&self.counts).get(&destination).copied().unwrap_or(0)
+    }
+
+    /// The destinations whose in-flight count reached their `max_in_flight`.
+    pub fn full(&self, max_in_flight: impl Fn(DestinationId) -> Option<u32>) -> Vec<DestinationId> {
+        lock(&self.counts)
+            .iter()
+            .filter(|&(id, n)| max_in_flight(*id).is_some_and(|max| *n >= max))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The leases whose attempts never finished (called once the tasks are gone).
+    pub fn take_leases(&self) -> Vec<(DeliveryId, Uuid)> {
+        lock(&self.leases).drain().collect()
+    }
+
+    /// Counts an attempt as started (before its task is spawned, so the next round sees it).
+    pub fn begin(
+        self: &Arc<Self>,
+        destination: DestinationId,
+        delivery: DeliveryId,
+        lease: Uuid,
+        permit: OwnedSemaphorePermit,
+    ) -> Slot {
+        *lock(&self.counts).entry(destination).or_insert(0) += 1;
+        lock(&self.leases).insert(delivery, lease);
+        Slot { in_flight: self.clone(), destination, _permit: permit }
+    }
+
+    fn end(&self, destination: DestinationId) {
+        let mut counts = lock(&self.counts);
+        if let Some(n) = counts.get_mut(&destination) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&destination);
+            }
+        }
+        drop(counts);
+        self.freed.notify_one();
+    }
+}
+
+/// Releases the destination's slot when the task ends, however it ends.
+pub(crate) struct Slot {
+    in_flight: Arc<InFlight>,
+    destination: DestinationId,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.in_flight.end(self.destination);
+    }
+}
+
+/// What every attempt task shares.
+pub(crate) struct Context {
+    pub client: reqwest::Client,
+    pub records: RecordSender,
+    pub in_flight: Arc<InFlight>,
+    pub cancel: CancellationToken,
+}
+
+/// Runs one attempt of a claimed delivery whose event is present, holding its `slot`.
+pub(crate) async fn run_attempt(
+    ctx: Arc<Context>,
+    dest: Arc<Prepared>,
+    claimed: ClaimedDelivery,
+    event: ClaimedEvent,
+    slot: Slot,
+) {
+    let _slot = slot;
+    let body = Bytes::from(event.body);
+    let number = claimed.attempts + 1;
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+    let outbound = Outbound {
+        event_id: claimed.event_id,
+        wap_event_id: &event.wap_event_id,
+        event_type: &event.event_type,
+        attempt: number,
+        timestamp,
+        body: &body,
+        secrets: &dest.secrets,
+    };
+    let payload = Payload { outbound, body: body.clone() };
+    let report = tokio::select! {
+        report = attempt::perform(&ctx.client, &dest, payload) => report,
+        () = ctx.cancel.cancelled() => return,
+    };
+    let jitter = rand::random_range(-1.0..=1.0);
+    let now = OffsetDateTime::now_utc();
+    let attempt_no = u32::try_from(number).unwrap_or(1);
+    let (next, gone) = outcome::decide(&report, &dest.policy, attempt_no, claimed.created_at, now, jitter);
+    metrics::histogram!("relay_delivery_attempt_duration_seconds").record(report.duration.as_secs_f64());
+    let record = AttemptRecord {
+        id: AttemptId::new(),
+        delivery_id: claimed.id,
+        tenant_id: claimed.tenant_id,
+        destination_id: claimed.destination_id,
+        lease_token: claimed.lease_token,
+        number,
+        trigger: claimed.trigger,
+        started_at: report.started_at,
+        duration_ms: i32::try_from(report.duration.as_millis()).unwrap_or(i32::MAX),
+        url: dest.url.to_string(),
+        outcome: report.outcome,
+        status_code: report.status.map(i32::from),
+        response_headers: report.headers,
+        response_body: report.body,
+        error: report.error,
+        next,
+        gone,
+    };
+    lock(&ctx.in_flight.leases).remove(&claimed.id);
+    if ctx.records.send(record).is_err() {
+        tracing::error!(delivery.id = %claimed.id, "the recorder is gone; the attempt will be made again");
+    }
+}

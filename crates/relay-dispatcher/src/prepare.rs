@@ -1,0 +1,142 @@
+//! A destination made ready for attempts: its URL parsed and judged, its secrets opened, its
+//! custom headers filtered, its retry policy capped by the tenant's plan.
+//!
+//! Invariant: custom headers can never set or override the relay's own headers, nor hop-by-hop
+//! or framing headers; a URL whose host the policy refuses is kept, but every attempt to it is
+//! `blocked` without a request being sent.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use relay_core::address::{AddressError, check_destination, parse_destination_url};
+use relay_core::plan::Limits;
+use relay_core::retry::RetryPolicy;
+use relay_core::secret::{MasterKey, WebhookSecret};
+use relay_core::{DestinationId, TenantId};
+use relay_store::destinations::DestinationRow;
+use time::OffsetDateTime;
+
+/// Headers a destination's custom headers may not set (lower case).
+const RESERVED: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "user-agent",
+    "host",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-wap-event-id",
+    "x-wap-event-type",
+    "x-relay-attempt",
+];
+
+pub(crate) struct Prepared {
+    pub id: DestinationId,
+    pub tenant_id: TenantId,
+    pub url: url::Url,
+    /// Why every attempt is blocked, when the URL's own host is refused.
+    pub blocked: Option<AddressError>,
+    pub custom_headers: HeaderMap,
+    /// The current secret first, then the previous one while its grace period lasts.
+    pub secrets: Vec<WebhookSecret>,
+    pub timeout: Duration,
+    pub policy: RetryPolicy,
+    pub max_in_flight: u32,
+    pub rate_per_second: Option<u32>,
+    pub tenant_rate: u32,
+    pub tenant_burst: u32,
+}
+
+/// Prepares a destination row; `Err` (with a reason safe to log) when it cannot be used at all.
+pub(crate) fn prepare(
+    row: &DestinationRow,
+    limits: &Limits,
+    key: &MasterKey,
+    allow_private: bool,
+    now: OffsetDateTime,
+) -> Result<Prepared, String> {
+    let dest = parse_destination_url(&row.url, false).map_err(|e| format!("stored URL unusable: {e}"))?;
+    let blocked = check_destination(&dest, allow_private).err();
+    let mut secrets = vec![open_secret(key, &row.signing_secret)?];
+    if let (Some(previous), Some(expires)) =
+        (&row.previous_signing_secret, row.previous_signing_secret_expires_at)
+        && expires > now
+    {
+        secrets.push(open_secret(key, previous)?);
+    }
+    let window = u64::try_from(row.window_seconds).unwrap_or(1).min(u64::from(limits.retry_window_seconds));
+    Ok(Prepared {
+        id: DestinationId::from_uuid(row.id),
+        tenant_id: TenantId::from_uuid(row.tenant_id),
+        url: dest.url,
+        blocked,
+        custom_headers: custom_headers(row.headers.0.iter()),
+        secrets,
+        timeout: Duration::from_millis(u64::try_from(row.timeout_ms).unwrap_or(10_000).clamp(1, 30_000)),
+        policy: RetryPolicy {
+            initial_delay_ms: u64::try_from(row.initial_delay_ms).unwrap_or(5_000).max(1),
+            max_delay_ms: u64::try_from(row.max_delay_ms).unwrap_or(3_600_000).max(1),
+            window_seconds: window.max(1),
+        },
+        max_in_flight: u32::try_from(row.max_in_flight).unwrap_or(16).max(1),
+        rate_per_second: row.rate_limit_per_second.and_then(|r| u32::try_from(r).ok()).filter(|&r| r > 0),
+        tenant_rate: limits.deliveries_per_second,
+        tenant_burst: limits.burst.max(1),
+    })
+}
+
+fn open_secret(key: &MasterKey, sealed: &[u8]) -> Result<WebhookSecret, String> {
+    let secret = key.open(sealed).map_err(|e| format!("signing secret: {e}"))?;
+    WebhookSecret::parse(secret.expose()).map_err(|e| format!("signing secret: {e}"))
+}
+
+/// The custom headers that are valid and not reserved.
+pub(crate) fn custom_headers<'a>(headers: impl Iterator<Item = (&'a String, &'a String)>) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let Ok(name) = HeaderName::try_from(name.as_str()) else { continue };
+        if RESERVED.contains(&name.as_str()) || name.as_str().starts_with("proxy-") {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::try_from(value.as_str()) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_headers_cannot_override_the_relays_own() {
+        let given: Vec<(String, String)> = [
+            ("X-Team", "payments"),
+            ("Authorization", "Bearer abc"),
+            ("webhook-signature", "v1,forged"),
+            ("Content-Type", "text/plain"),
+            ("X-Relay-Attempt", "99"),
+            ("User-Agent", "evil"),
+            ("Host", "internal"),
+            ("Bad Header", "x"),
+            ("X-Newline", "a\r\nb"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect();
+        let map = custom_headers(given.iter().map(|(a, b)| (a, b)));
+        let names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-team", "authorization"]);
+    }
+}

@@ -1,0 +1,141 @@
+//! Throughput limits and fairness: the shared GCRA limiter in Redis, a tenant limited to 5/s,
+//! one tenant's huge backlog not delaying another's, per-destination limits, and delivery going
+//! on while Redis is down.
+
+mod support;
+
+use std::time::Duration;
+
+use relay_core::{DestinationId, TenantId};
+use relay_store::limiter::{DestinationAsk, TenantAsk, acquire, give_back};
+use support::*;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn ask(tenant: TenantId, rate: u32, burst: u32, dests: &[(DestinationId, u32, Option<u32>)]) -> TenantAsk {
+    TenantAsk {
+        tenant,
+        rate_per_second: rate,
+        burst,
+        destinations: dests
+            .iter()
+            .map(|&(destination, count, rate_per_second)| DestinationAsk {
+                destination,
+                count,
+                rate_per_second,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn the_redis_script_grants_the_burst_shares_it_and_takes_refunds() {
+    let redis = test_redis();
+    let (t, d1, d2) = (TenantId::new(), DestinationId::new(), DestinationId::new());
+    let grants = acquire(&redis, &[ask(t, 5, 5, &[(d1, 10, None), (d2, 10, None)])]).await.unwrap();
+    assert_eq!(grants[0].granted, [3, 2], "the burst, round-robin over destinations");
+    let wait = grants[0].tenant_wait;
+    assert!(wait > Duration::from_millis(150) && wait <= Duration::from_millis(200), "{wait:?}");
+    let again = acquire(&redis, &[ask(t, 5, 5, &[(d1, 1, None)])]).await.unwrap();
+    assert_eq!(again[0].granted, [0]);
+    give_back(&redis, &[ask(t, 5, 5, &[(d1, 2, None)])]).await;
+    let refunded = acquire(&redis, &[ask(t, 5, 5, &[(d1, 5, None)])]).await.unwrap();
+    assert_eq!(refunded[0].granted, [2]);
+    // A destination's own limit (burst = one second's worth) caps it within the tenant's.
+    let other = TenantId::new();
+    let capped = acquire(&redis, &[ask(other, 100, 100, &[(d2, 10, Some(3)), (d1, 4, None)])]).await.unwrap();
+    assert_eq!(capped[0].granted, [3, 4]);
+    assert!(capped[0].destination_wait[0] > Duration::ZERO);
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_tenant_limited_to_five_per_second_is_spread_not_dropped(pool: relay_store::PgPool) {
+    let fx = Fixture::new(pool);
+    let receiver = Receiver::start().await;
+    let tenant = fx.tenant(Some(5), Some(5)).await;
+    let dest = fx.destination(tenant, DestinationSpec::new(receiver.url("/"))).await;
+    let bodies: Vec<Vec<u8>> = (0..40).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    fx.enqueue(&dest, &bodies).await;
+    let running = start(&fx, test_redis(), test_config());
+    wait_for("all 40 deliveries", 20 * SECOND, || async { fx.count_status(&dest, "succeeded").await == 40 })
+        .await;
+    running.stop().await;
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 40, "each event once");
+    let spread = got.last().unwrap().at - got[0].at;
+    assert!(spread >= Duration::from_millis(6_500), "spread over {spread:?}");
+    assert!(fx.deliveries(&dest).await.iter().all(|(_, attempts)| *attempts == 1));
+    assert_eq!(fx.attempts(&dest).await.len(), 40, "deferrals are not attempts");
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_tenant_at_its_limit_does_not_delay_another(pool: relay_store::PgPool) {
+    let fx = Fixture::new(pool);
+    let receiver_a = Receiver::start().await;
+    let receiver_b = Receiver::start().await;
+    let tenant_a = fx.tenant(Some(5), Some(5)).await;
+    let tenant_b = fx.tenant(None, None).await;
+    let dest_a = fx.destination(tenant_a, DestinationSpec::new(receiver_a.url("/"))).await;
+    let dest_b = fx.destination(tenant_b, DestinationSpec::new(receiver_b.url("/"))).await;
+    let backlog: Vec<Vec<u8>> = (0..5_000).map(|i| format!("{{\"a\":{i}}}").into_bytes()).collect();
+    fx.enqueue(&dest_a, &backlog).await;
+    let running = start(&fx, test_redis(), test_config());
+    wait_for("tenant A to be at its limit", 10 * SECOND, || async { receiver_a.count() >= 5 }).await;
+
+    let bodies: Vec<Vec<u8>> = (0..20).map(|i| format!("{{\"b\":{i}}}").into_bytes()).collect();
+    let queued = tokio::time::Instant::now();
+    fx.enqueue(&dest_b, &bodies).await;
+    wait_for("tenant B's 20 events", 2 * SECOND, || async { receiver_b.count() == 20 }).await;
+    let took = queued.elapsed();
+    running.stop().await;
+
+    assert!(took < 2 * SECOND, "tenant B waited {took:?}");
+    // Tenant A stayed within 5/s with a burst of 5 all along.
+    let a = receiver_a.received();
+    let span = (a.last().unwrap().at - a[0].at).as_secs_f64();
+    assert!(a.len() as f64 <= 5.0 + 5.0 * span + 1.0, "{} to A over {span:.2}s", a.len());
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_destination_rate_limit_spreads_its_attempts(pool: relay_store::PgPool) {
+    let fx = Fixture::new(pool);
+    let receiver = Receiver::start().await;
+    let tenant = fx.tenant(None, None).await;
+    let mut spec = DestinationSpec::new(receiver.url("/"));
+    spec.rate_limit_per_second = Some(4);
+    spec.max_in_flight = 2;
+    let dest = fx.destination(tenant, spec).await;
+    let bodies: Vec<Vec<u8>> = (0..12).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    fx.enqueue(&dest, &bodies).await;
+    let running = start(&fx, test_redis(), test_config());
+    wait_for("all 12 deliveries", 15 * SECOND, || async { fx.count_status(&dest, "succeeded").await == 12 })
+        .await;
+    running.stop().await;
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 12);
+    // A burst of 4, then 4/s: the last 8 take at least 1.75 s.
+    let spread = got.last().unwrap().at - got[0].at;
+    assert!(spread >= Duration::from_millis(1_750), "spread over {spread:?}");
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn delivery_goes_on_while_redis_is_down(pool: relay_store::PgPool) {
+    let fx = Fixture::new(pool);
+    let receiver = Receiver::start().await;
+    let tenant = fx.tenant(Some(20), Some(10)).await;
+    let dest = fx.destination(tenant, DestinationSpec::new(receiver.url("/"))).await;
+    let bodies: Vec<Vec<u8>> = (0..30).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    fx.enqueue(&dest, &bodies).await;
+    let running = start(&fx, dead_redis(), test_config());
+    wait_for("all 30 deliveries", 15 * SECOND, || async { fx.count_status(&dest, "succeeded").await == 30 })
+        .await;
+    running.stop().await;
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 30);
+    // The local limiter still holds the tenant to its rate: 10 at once, then 20/s.
+    let spread = got.last().unwrap().at - got[0].at;
+    assert!(spread >= Duration::from_millis(900), "spread over {spread:?}");
+}

@@ -1,0 +1,192 @@
+//! Wiring: connect to Postgres (creating and migrating the database), set up Redis, load or
+//! generate the development secrets, and run the roles this process was given on one listener.
+//! Shutdown (SIGTERM/SIGINT, or the caller's future) stops accepting requests, lets the dispatcher
+//! drain, and returns.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use base64::Engine;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use relay_core::secret::{MasterKey, random_bytes};
+use relay_store::db::{self, PoolConfig};
+use relay_store::{PgPool, Redis, settings};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::settings::Settings;
+
+/// What every role needs.
+#[derive(Clone)]
+pub struct Deps {
+    pub pool: PgPool,
+    pub redis: Redis,
+    pub master_key: MasterKey,
+    pub jwt: relay_admin::JwtKeys,
+}
+
+/// Connects and migrates, then resolves the secrets (configured, or generated once and stored).
+pub async fn prepare(settings: &Settings) -> anyhow::Result<Deps> {
+    let config = PoolConfig { max_connections: settings.db_pool_size, ..PoolConfig::default() };
+    let pool = db::connect_and_migrate(&settings.database_url, &config)
+        .await
+        .context("connecting to Postgres and applying migrations")?;
+    let redis = Redis::new(&settings.redis_url, &settings.redis_prefix)
+        .map_err(|e| anyhow::anyhow!("REDIS_URL is not usable: {e}"))?;
+    let master_key_text = match &settings.master_key {
+        Some(k) => k.expose().to_owned(),
+        None => {
+            tracing::warn!("RELAY_MASTER_KEY is not set: using a generated development key stored in the database");
+            settings::get_or_init(&pool, "dev_master_key", MasterKey::generate_base64).await?
+        }
+    };
+    let master_key = MasterKey::from_base64(&master_key_text).context("RELAY_MASTER_KEY")?;
+    let jwt_secret = match &settings.jwt_secret {
+        Some(s) => s.expose().as_bytes().to_vec(),
+        None => {
+            tracing::warn!("RELAY_JWT_SECRET is not set: using a generated development secret stored in the database");
+            let generate = || base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+            settings::get_or_init(&pool, "dev_jwt_secret", generate).await?.into_bytes()
+        }
+    };
+    let jwt = relay_admin::JwtKeys::new(&jwt_secret).context("RELAY_JWT_SECRET")?;
+    Ok(Deps { pool, redis, master_key, jwt })
+}
+
+/// The process-wide Prometheus recorder (installed once, even when tests run several apps).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(pool): State<PgPool>) -> impl IntoResponse {
+    match db::ping(&pool).await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "postgres unreachable"),
+    }
+}
+
+/// The HTTP router of the roles that serve HTTP.
+pub fn router(deps: &Deps, settings: &Settings) -> Router {
+    let metrics = metrics_handle();
+    let mut app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz).with_state(deps.pool.clone()))
+        .route("/metrics", get(move || std::future::ready(metrics.render())));
+    if settings.roles.ingress {
+        let config = relay_ingress::IngressConfig { max_body_bytes: settings.max_body_bytes, ..Default::default() };
+        let state = relay_ingress::IngressState::new(
+            deps.pool.clone(),
+            deps.redis.clone(),
+            deps.master_key.clone(),
+            config,
+        );
+        app = app.merge(relay_ingress::router(state));
+    }
+    if settings.roles.admin {
+        app = app.merge(relay_admin::router(admin_state(deps, settings)));
+    }
+    app.layer(TraceLayer::new_for_http()).layer(CatchPanicLayer::new())
+}
+
+pub fn admin_state(deps: &Deps, settings: &Settings) -> relay_admin::AdminState {
+    relay_admin::AdminState {
+        pool: deps.pool.clone(),
+        master_key: deps.master_key.clone(),
+        jwt: deps.jwt.clone(),
+        public_url: settings.public_url.clone(),
+        allow_private_destinations: settings.allow_private_destinations,
+        require_https_destinations: settings.require_https_destinations,
+    }
+}
+
+/// Runs the configured roles until `shutdown` resolves.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let deps = prepare(&settings).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let dispatcher = settings.roles.dispatcher.then(|| {
+        let config = dispatcher_config(&settings);
+        tokio::spawn(relay_dispatcher::run(
+            deps.pool.clone(),
+            deps.redis.clone(),
+            deps.master_key.clone(),
+            config,
+            stopped(stop_rx.clone()),
+        ))
+    });
+
+    let app = router(&deps, &settings);
+    tracing::info!(listen = %listener.local_addr()?, roles = ?settings.roles, "wap-relay serving");
+    axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone())).await?;
+    if let Some(handle) = dispatcher {
+        handle.await.context("the dispatcher panicked")??;
+    }
+    deps.pool.close().await;
+    tracing::info!("wap-relay stopped");
+    Ok(())
+}
+
+fn dispatcher_config(settings: &Settings) -> relay_dispatcher::DispatcherConfig {
+    relay_dispatcher::DispatcherConfig {
+        allow_private_destinations: settings.allow_private_destinations,
+        concurrency: settings.dispatch_concurrency,
+        lease_duration: settings.dispatch_lease,
+        unhealthy_after: settings.disable_failing_after,
+        shutdown_deadline: settings.shutdown_grace,
+        ..relay_dispatcher::DispatcherConfig::default()
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

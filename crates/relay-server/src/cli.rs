@@ -1,0 +1,161 @@
+//! The command line: `serve`, `migrate`, `tenant create`, `token issue`, `openapi`.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use relay_core::TenantId;
+use relay_core::plan::Plan;
+use relay_store::tenants;
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+
+use crate::app;
+use crate::settings::SettingsArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "wap-relay", version, about = "Hosted, multi-tenant webhook relay for WAPing events")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (ingress, admin API and dispatcher, or the roles given by --roles).
+    Serve,
+    /// Create the database if missing and apply migrations, then exit.
+    Migrate,
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Issue admin API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print it as JSON, with a tenant token.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        plan: Plan,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed admin token.
+    Issue {
+        /// An operator token.
+        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
+        operator: bool,
+        /// A token of this tenant.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Lifetime, e.g. `3600`, `90m`, `12h`, `30d`.
+        #[arg(long, default_value = "30d", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+}
+
+/// `3600` (seconds), or a number with `s`, `m`, `h` or `d`.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 3600, 90m, 12h or 30d"))?;
+    let seconds = match unit {
+        's' => n,
+        'm' => n * 60,
+        'h' => n * 3600,
+        'd' => n * 86_400,
+        _ => return Err(format!("unknown unit in `{text}`: use s, m, h or d")),
+    };
+    if seconds == 0 {
+        return Err("the lifetime must be positive".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.settings.resolve()?;
+    crate::telemetry::init(&settings.log_format);
+    match cli.command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("binding {}", settings.listen))?;
+            app::serve(settings, listener, app::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            app::prepare(&settings).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&relay_admin::openapi())?);
+            Ok(())
+        }
+        Command::Tenant { command: TenantCommand::Create { name, plan } } => {
+            let deps = app::prepare(&settings).await?;
+            let tenant = tenants::insert_tenant(&deps.pool, &name, plan).await?;
+            let keys = &deps.jwt;
+            let ttl = Duration::from_secs(30 * 86_400);
+            let (token, expires_at) = relay_admin::issue_token(keys, relay_admin::Role::Tenant, Some(tenant.id), ttl);
+            let out = json!({
+                "id": tenant.id,
+                "name": tenant.name,
+                "plan": tenant.plan,
+                "status": tenant.status,
+                "created_at": tenant.created_at.format(&Rfc3339)?,
+                "token": token,
+                "token_expires_at": expires_at.format(&Rfc3339)?,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Issue { operator, tenant, ttl } } => {
+            let deps = app::prepare(&settings).await?;
+            let keys = &deps.jwt;
+            let (role, tenant) = match (operator, tenant) {
+                (true, None) => (relay_admin::Role::Operator, None),
+                (false, Some(id)) => {
+                    tenants::find_tenant(&deps.pool, id).await?.with_context(|| format!("no tenant {id}"))?;
+                    (relay_admin::Role::Tenant, Some(id))
+                }
+                _ => bail!("give exactly one of --operator or --tenant ID"),
+            };
+            let (token, expires_at) = relay_admin::issue_token(keys, role, tenant, ttl);
+            println!("{}", serde_json::to_string_pretty(&json!({ "token": token, "expires_at": expires_at.format(&Rfc3339)? }))?);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_forms() {
+        assert_eq!(parse_ttl("3600").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_ttl("90m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_ttl("30d").unwrap(), Duration::from_secs(2_592_000));
+        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("5y").is_err());
+        assert!(parse_ttl("abc").is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! The `wap-relay` service as a library: settings, wiring of the roles, telemetry. The binary
+//! (`main.rs`) is a thin CLI over it, and the end-to-end tests start it in-process too.
+
+pub mod app;
+pub mod cli;
+pub mod settings;
+pub mod telemetry;

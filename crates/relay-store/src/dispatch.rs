@@ -1,0 +1,298 @@
+//! The dispatcher's side of the `deliveries` table: finding the destinations with due work,
+//! claiming their due rows with a lease, giving leases back, and scheduling redeliveries.
+//!
+//! Invariants: a claim is one set-based statement (`FOR UPDATE SKIP LOCKED`, so any number of
+//! processes share the work without taking the same row); it moves `next_attempt_at` to the end
+//! of the lease and stamps `lease_token`, so a row whose worker died becomes due again by itself;
+//! only the holder of the current lease may apply an outcome or give the row back. Giving a lease
+//! back never counts an attempt. Rows of disabled or deleted destinations are never read by a
+//! claim: they wait until the destination is enabled again.
+//!
+//! The dispatcher works across tenants: it selects rows by destination (which belongs to one
+//! tenant), and every write also matches the row's `tenant_id`.
+
+use relay_core::plan::{LimitOverrides, Limits, Plan};
+use relay_core::{DeliveryId, DestinationId, EventId, TenantId};
+use sqlx::types::Json;
+use sqlx::{FromRow, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::destinations::{DESTINATION_COLUMNS, DestinationRow};
+use crate::error::{Result, StoreError};
+
+/// What causes an attempt: `auto` (ingest, retry), `manual` (redeliver) or `replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trigger {
+    Auto,
+    Manual,
+    Replay,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Auto => "auto",
+            Trigger::Manual => "manual",
+            Trigger::Replay => "replay",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Trigger::Auto),
+            "manual" => Ok(Trigger::Manual),
+            "replay" => Ok(Trigger::Replay),
+            other => Err(StoreError::Corrupt(format!("delivery trigger {other}"))),
+        }
+    }
+}
+
+/// An enabled destination with due deliveries, its tenant's limits, and how many rows are due
+/// (counted up to the cap the caller gave).
+#[derive(Debug, Clone)]
+pub struct DueDestination {
+    pub destination: DestinationRow,
+    pub limits: Limits,
+    pub due: u32,
+}
+
+#[derive(FromRow)]
+struct DueRow {
+    #[sqlx(flatten)]
+    destination: DestinationRow,
+    tenant_plan: String,
+    tenant_limits: Json<LimitOverrides>,
+    due: i64,
+}
+
+/// The enabled destinations that have deliveries due now, except the ones the caller skips
+/// (destinations at their in-flight cap, tenants known to be at their rate limit).
+///
+/// Cost: one index probe per destination with pending rows (a loose index scan of
+/// `deliveries_destination_due`) plus at most `min(count_cap, max_in_flight)` index entries per
+/// enabled destination (the count is capped there), however large a backlog is.
+pub async fn list_due_destinations(
+    db: impl PgExecutor<'_>,
+    count_cap: u32,
+    skip_destinations: &[Uuid],
+    skip_tenants: &[Uuid],
+) -> Result<Vec<DueDestination>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "WITH RECURSIVE t(destination_id) AS ( \
+           (SELECT destination_id FROM deliveries WHERE status = 'pending' ORDER BY destination_id LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT d.destination_id FROM deliveries d \
+                   WHERE d.status = 'pending' AND d.destination_id > t.destination_id \
+                   ORDER BY d.destination_id LIMIT 1) \
+           FROM t WHERE t.destination_id IS NOT NULL \
+         ), due AS ( \
+           SELECT ds.id AS due_id, c.n AS due FROM t \
+           JOIN destinations ds ON ds.id = t.destination_id AND ds.enabled AND ds.deleted_at IS NULL \
+             AND ds.id <> ALL($2) AND ds.tenant_id <> ALL($3) \
+           CROSS JOIN LATERAL (SELECT count(*) AS n FROM ( \
+               SELECT 1 FROM deliveries d WHERE d.destination_id = ds.id \
+               AND d.status = 'pending' AND d.next_attempt_at <= now() \
+               ORDER BY d.next_attempt_at LIMIT LEAST($1, ds.max_in_flight)) x) c \
+           WHERE c.n > 0 \
+         ) \
+         SELECT {DESTINATION_COLUMNS}, due.due, te.plan AS tenant_plan, te.limits AS tenant_limits \
+         FROM due JOIN destinations ON destinations.id = due.due_id \
+         JOIN (SELECT id AS te_id, plan, limits FROM tenants) te ON te.te_id = destinations.tenant_id"
+    ));
+    let rows: Vec<DueRow> = sqlx::query_as(sql)
+        .bind(i64::from(count_cap))
+        .bind(skip_destinations)
+        .bind(skip_tenants)
+        .fetch_all(db)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let plan: Plan = r.tenant_plan.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+            Ok(DueDestination {
+                destination: r.destination,
+                limits: plan.limits().with(&r.tenant_limits.0),
+                due: u32::try_from(r.due).unwrap_or(u32::MAX),
+            })
+        })
+        .collect()
+}
+
+/// How many due rows to claim from one destination, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest {
+    pub destination_id: DestinationId,
+    pub tenant_id: TenantId,
+    pub count: u32,
+    pub lease_ms: u32,
+}
+
+/// A claimed delivery with what its attempt needs. `event` is `None` only if the event is no
+/// longer stored.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: DeliveryId,
+    pub tenant_id: TenantId,
+    pub event_id: EventId,
+    pub destination_id: DestinationId,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    pub trigger: Trigger,
+    pub created_at: OffsetDateTime,
+    pub lease_token: Uuid,
+    pub event: Option<ClaimedEvent>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimedEvent {
+    pub wap_event_id: String,
+    pub event_type: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(FromRow)]
+struct ClaimRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    event_id: Uuid,
+    destination_id: Uuid,
+    attempts: i32,
+    next_trigger: String,
+    created_at: OffsetDateTime,
+    wap_event_id: Option<String>,
+    event_type: Option<String>,
+    body: Option<Vec<u8>>,
+}
+
+/// Claims up to `count` due rows of each requested destination, oldest due first, under one new
+/// lease token, skipping rows another process holds locked. Returns what was claimed (possibly
+/// fewer than asked).
+pub async fn claim_deliveries(
+    db: impl PgExecutor<'_>,
+    requests: &[ClaimRequest],
+    lease_token: Uuid,
+) -> Result<Vec<ClaimedDelivery>> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let destinations: Vec<Uuid> = requests.iter().map(|r| r.destination_id.uuid()).collect();
+    let tenants: Vec<Uuid> = requests.iter().map(|r| r.tenant_id.uuid()).collect();
+    let counts: Vec<i32> = requests.iter().map(|r| i32::try_from(r.count).unwrap_or(i32::MAX)).collect();
+    let leases: Vec<i64> = requests.iter().map(|r| i64::from(r.lease_ms)).collect();
+    let rows: Vec<ClaimRow> = sqlx::query_as(
+        "WITH w AS ( \
+           SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int[], $4::bigint[]) \
+             AS w(destination_id, tenant_id, n, lease_ms) \
+         ), picked AS ( \
+           SELECT p.id, p.event_id, w.tenant_id, w.lease_ms FROM w CROSS JOIN LATERAL ( \
+             SELECT d.id, d.event_id FROM deliveries d \
+             WHERE d.destination_id = w.destination_id \
+               AND d.status = 'pending' AND d.next_attempt_at <= now() \
+             ORDER BY d.next_attempt_at LIMIT w.n FOR UPDATE SKIP LOCKED) p \
+         ) \
+         UPDATE deliveries d \
+         SET next_attempt_at = now() + p.lease_ms * interval '1 millisecond', lease_token = $5 \
+         FROM picked p LEFT JOIN events e ON e.id = p.event_id AND e.tenant_id = p.tenant_id \
+         WHERE d.id = p.id AND d.tenant_id = p.tenant_id \
+         RETURNING d.id, d.tenant_id, d.event_id, d.destination_id, d.attempts, d.next_trigger, d.created_at, \
+                   e.wap_event_id, e.type AS event_type, e.body",
+    )
+    .bind(destinations)
+    .bind(tenants)
+    .bind(counts)
+    .bind(leases)
+    .bind(lease_token)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let event = match (r.wap_event_id, r.event_type, r.body) {
+                (Some(wap_event_id), Some(event_type), Some(body)) => {
+                    Some(ClaimedEvent { wap_event_id, event_type, body })
+                }
+                _ => None,
+            };
+            Ok(ClaimedDelivery {
+                id: DeliveryId::from_uuid(r.id),
+                tenant_id: TenantId::from_uuid(r.tenant_id),
+                event_id: EventId::from_uuid(r.event_id),
+                destination_id: DestinationId::from_uuid(r.destination_id),
+                attempts: r.attempts,
+                trigger: Trigger::parse(&r.next_trigger)?,
+                created_at: r.created_at,
+                lease_token,
+                event,
+            })
+        })
+        .collect()
+}
+
+/// A leased row to hand back, due again at `at` (now when `None`).
+#[derive(Debug, Clone, Copy)]
+pub struct Release {
+    pub id: DeliveryId,
+    pub lease_token: Uuid,
+    pub at: Option<OffsetDateTime>,
+}
+
+/// Gives leases back without counting an attempt (shutdown, or an attempt deferred by a limit).
+/// A row whose lease has since passed to another holder is left alone. Returns the rows released.
+pub async fn release_leases(db: impl PgExecutor<'_>, releases: &[Release]) -> Result<u64> {
+    if releases.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = releases.iter().map(|r| r.id.uuid()).collect();
+    let leases: Vec<Uuid> = releases.iter().map(|r| r.lease_token).collect();
+    let ats: Vec<Option<OffsetDateTime>> = releases.iter().map(|r| r.at).collect();
+    let done = sqlx::query(
+        "UPDATE deliveries d SET next_attempt_at = COALESCE(r.at, now()), lease_token = NULL \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[]) AS r(id, lease_token, at) \
+         WHERE d.id = r.id AND d.lease_token = r.lease_token AND d.status = 'pending'",
+    )
+    .bind(ids)
+    .bind(leases)
+    .bind(ats)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Fails leased rows that cannot be attempted at all (their event is no longer stored), without
+/// counting an attempt.
+pub async fn fail_leased(
+    db: impl PgExecutor<'_>,
+    leased: &[(DeliveryId, Uuid)],
+    reason: &str,
+) -> Result<u64> {
+    if leased.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = leased.iter().map(|(id, _)| id.uuid()).collect();
+    let leases: Vec<Uuid> = leased.iter().map(|(_, lease)| *lease).collect();
+    let done = sqlx::query(
+        "UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, lease_token = NULL, \
+         last_error = $3, completed_at = now() \
+         FROM UNNEST($1::uuid[], $2::uuid[]) AS r(id, lease_token) \
+         WHERE d.id = r.id AND d.lease_token = r.lease_token AND d.status = 'pending'",
+    )
+    .bind(ids)
+    .bind(leases)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Fails the pending deliveries of deleted destinations (housekeeping: nothing can deliver them).
+pub async fn fail_deliveries_of_deleted_destinations(db: impl PgExecutor<'_>) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, lease_token = NULL, \
+         last_error = 'the destination was deleted', completed_at = now() \
+         FROM destinations ds \
+         WHERE ds.deleted_at IS NOT NULL AND d.destination_id = ds.id AND d.tenant_id = ds.tenant_id \
+           AND d.status = 'pending'",
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,254 @@
+//! Recording what attempts did: the `attempts` rows, each delivery's new state, and each
+//! destination's health, for a whole batch of attempts in one statement.
+//!
+//! Invariants: a delivery's state changes only if the recorder still holds the row's lease (the
+//! attempt row is stored either way: the request did happen); the destination's failure streak
+//! (`failing_since`) is written only when it changes, so the success path costs no destination
+//! writes; a destination is disabled on `410 Gone`, or when every attempt has failed for the
+//! configured period.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use relay_core::{AttemptId, DeliveryId, DestinationId, TenantId};
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::dispatch::Trigger;
+use crate::error::Result;
+
+/// How an attempt ended (CONTRACT §5, attempts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    Success,
+    HttpError,
+    Timeout,
+    ConnectError,
+    TlsError,
+    Blocked,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::HttpError => "http_error",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::ConnectError => "connect_error",
+            AttemptOutcome::TlsError => "tls_error",
+            AttemptOutcome::Blocked => "blocked",
+        }
+    }
+}
+
+/// The delivery's state after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextState {
+    /// Still pending; try again at this time.
+    Retry(OffsetDateTime),
+    Succeeded,
+    Failed,
+}
+
+/// One finished attempt and its consequences.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub id: AttemptId,
+    pub delivery_id: DeliveryId,
+    pub tenant_id: TenantId,
+    pub destination_id: DestinationId,
+    pub lease_token: Uuid,
+    /// 1-based, as sent in `X-Relay-Attempt`.
+    pub number: i32,
+    pub trigger: Trigger,
+    pub started_at: OffsetDateTime,
+    pub duration_ms: i32,
+    pub url: String,
+    pub outcome: AttemptOutcome,
+    pub status_code: Option<i32>,
+    /// A JSON object of the response headers.
+    pub response_headers: Option<serde_json::Value>,
+    /// The first 4 KiB of the response body.
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub next: NextState,
+    /// The destination answered `410 Gone`: disable it.
+    pub gone: bool,
+}
+
+/// What a batch changed.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// Deliveries whose state was updated (the others had lost their lease).
+    pub applied: u64,
+    /// Destinations this batch disabled, with the reason.
+    pub disabled: Vec<(DestinationId, String)>,
+}
+
+/// Per destination in a batch: whether an attempt succeeded, and the first failure after the
+/// last success.
+struct Health {
+    tenant: Uuid,
+    reset: bool,
+    last_success: Option<OffsetDateTime>,
+    first_failure: Option<OffsetDateTime>,
+    gone: bool,
+}
+
+fn health_of(records: &[AttemptRecord]) -> HashMap<Uuid, Health> {
+    let mut by_dest: HashMap<Uuid, Health> = HashMap::new();
+    for r in records.iter().filter(|r| r.outcome == AttemptOutcome::Success) {
+        let h = by_dest.entry(r.destination_id.uuid()).or_insert(Health {
+            tenant: r.tenant_id.uuid(),
+            reset: true,
+            last_success: None,
+            first_failure: None,
+            gone: false,
+        });
+        h.last_success = h.last_success.max(Some(r.started_at));
+    }
+    for r in records.iter().filter(|r| r.outcome != AttemptOutcome::Success) {
+        let h = by_dest.entry(r.destination_id.uuid()).or_insert(Health {
+            tenant: r.tenant_id.uuid(),
+            reset: false,
+            last_success: None,
+            first_failure: None,
+            gone: false,
+        });
+        h.gone |= r.gone;
+        if h.last_success.is_none_or(|s| r.started_at > s) {
+            h.first_failure = Some(h.first_failure.map_or(r.started_at, |f| f.min(r.started_at)));
+        }
+    }
+    by_dest
+}
+
+/// Stores the attempts, applies each delivery's new state (lease holders only), updates the
+/// destinations' failure streaks and disables the ones that answered `410` or have failed every
+/// attempt for `unhealthy_after`. One statement, so one round trip and atomic.
+pub async fn record_attempts(
+    db: impl PgExecutor<'_>,
+    records: &[AttemptRecord],
+    unhealthy_after: Duration,
+) -> Result<Recorded> {
+    if records.is_empty() {
+        return Ok(Recorded::default());
+    }
+    let col = |f: &dyn Fn(&AttemptRecord) -> Uuid| records.iter().map(f).collect::<Vec<Uuid>>();
+    let ids = col(&|r| r.id.uuid());
+    let deliveries = col(&|r| r.delivery_id.uuid());
+    let tenants = col(&|r| r.tenant_id.uuid());
+    let destinations = col(&|r| r.destination_id.uuid());
+    let leases = col(&|r| r.lease_token);
+    let numbers: Vec<i32> = records.iter().map(|r| r.number).collect();
+    let triggers: Vec<&str> = records.iter().map(|r| r.trigger.as_str()).collect();
+    let started: Vec<OffsetDateTime> = records.iter().map(|r| r.started_at).collect();
+    let durations: Vec<i32> = records.iter().map(|r| r.duration_ms).collect();
+    let urls: Vec<&str> = records.iter().map(|r| r.url.as_str()).collect();
+    let outcomes: Vec<&str> = records.iter().map(|r| r.outcome.as_str()).collect();
+    let codes: Vec<Option<i32>> = records.iter().map(|r| r.status_code).collect();
+    let headers: Vec<Option<String>> =
+        records.iter().map(|r| r.response_headers.as_ref().map(|h| h.to_string())).collect();
+    let bodies: Vec<Option<&str>> = records.iter().map(|r| r.response_body.as_deref()).collect();
+    let errors: Vec<Option<&str>> = records.iter().map(|r| r.error.as_deref()).collect();
+    let statuses: Vec<&str> = records
+        .iter()
+        .map(|r| match r.next {
+            NextState::Retry(_) => "pending",
+            NextState::Succeeded => "succeeded",
+            NextState::Failed => "failed",
+        })
+        .collect();
+    let next_at: Vec<Option<OffsetDateTime>> = records
+        .iter()
+        .map(|r| match r.next {
+            NextState::Retry(at) => Some(at),
+            _ => None,
+        })
+        .collect();
+
+    let health = health_of(records);
+    let h_dest: Vec<Uuid> = health.keys().copied().collect();
+    let h_tenant: Vec<Uuid> = health.values().map(|h| h.tenant).collect();
+    let h_reset: Vec<bool> = health.values().map(|h| h.reset).collect();
+    let h_first: Vec<Option<OffsetDateTime>> = health.values().map(|h| h.first_failure).collect();
+    let h_gone: Vec<bool> = health.values().map(|h| h.gone).collect();
+    let period_ms = i64::try_from(unhealthy_after.as_millis()).unwrap_or(i64::MAX);
+
+    let (applied, disabled_ids, disabled_reasons): (i64, Vec<Uuid>, Vec<String>) = sqlx::query_as(
+        "WITH a AS ( \
+           SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int[], \
+             $7::text[], $8::timestamptz[], $9::int[], $10::text[], $11::text[], $12::int[], $13::text[], \
+             $14::text[], $15::text[], $16::text[], $17::timestamptz[]) \
+           AS a(id, delivery_id, tenant_id, destination_id, lease_token, number, trigger, started_at, \
+                duration_ms, url, outcome, status_code, response_headers, response_body, error, \
+                status, next_attempt_at) \
+         ), ins AS ( \
+           INSERT INTO attempts (id, tenant_id, delivery_id, destination_id, number, trigger, started_at, \
+             duration_ms, url, outcome, status_code, response_headers, response_body, error, next_attempt_at) \
+           SELECT id, tenant_id, delivery_id, destination_id, number, trigger, started_at, duration_ms, url, \
+             outcome, status_code, response_headers::jsonb, response_body, error, next_attempt_at FROM a \
+         ), upd AS ( \
+           UPDATE deliveries d SET status = a.status, attempts = d.attempts + 1, \
+             next_attempt_at = a.next_attempt_at, next_trigger = 'auto', lease_token = NULL, \
+             last_status_code = a.status_code, last_error = a.error, \
+             completed_at = CASE WHEN a.status = 'pending' THEN NULL ELSE now() END \
+           FROM a WHERE d.id = a.delivery_id AND d.tenant_id = a.tenant_id AND d.lease_token = a.lease_token \
+             AND d.status = 'pending' \
+           RETURNING d.id \
+         ), h AS ( \
+           SELECT h.dest, h.tenant, f.fs, h.gone, \
+             (h.gone OR (f.fs IS NOT NULL AND f.fs <= now() - $23 * interval '1 millisecond')) AS disable \
+           FROM UNNEST($18::uuid[], $19::uuid[], $20::bool[], $21::timestamptz[], $22::bool[]) \
+             AS h(dest, tenant, reset, first_failure, gone) \
+           JOIN destinations d0 ON d0.id = h.dest AND d0.tenant_id = h.tenant \
+           CROSS JOIN LATERAL (SELECT CASE WHEN h.reset THEN h.first_failure \
+                                      ELSE COALESCE(d0.failing_since, h.first_failure) END AS fs) f \
+         ), dis AS ( \
+           UPDATE destinations ds SET failing_since = h.fs, \
+             enabled = ds.enabled AND NOT h.disable, \
+             disabled_reason = CASE WHEN ds.enabled AND h.disable THEN \
+               CASE WHEN h.gone THEN 'the destination answered 410 Gone' \
+                    ELSE 'every attempt has failed since ' \
+                         || to_char(h.fs AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END \
+               ELSE ds.disabled_reason END, \
+             disabled_at = CASE WHEN ds.enabled AND h.disable THEN now() ELSE ds.disabled_at END \
+           FROM h WHERE ds.id = h.dest AND ds.tenant_id = h.tenant \
+             AND (ds.failing_since IS DISTINCT FROM h.fs OR (ds.enabled AND h.disable)) \
+           RETURNING ds.id, ds.enabled, ds.disabled_reason, (ds.disabled_at = now()) AS just_disabled \
+         ) \
+         SELECT (SELECT count(*) FROM upd), \
+           COALESCE((SELECT array_agg(id ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{}'), \
+           COALESCE((SELECT array_agg(disabled_reason ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{}')",
+    )
+    .bind(ids)
+    .bind(deliveries)
+    .bind(tenants)
+    .bind(destinations)
+    .bind(leases)
+    .bind(numbers)
+    .bind(triggers)
+    .bind(started)
+    .bind(durations)
+    .bind(urls)
+    .bind(outcomes)
+    .bind(codes)
+    .bind(headers)
+    .bind(bodies)
+    .bind(errors)
+    .bind(statuses)
+    .bind(next_at)
+    .bind(h_dest)
+    .bind(h_tenant)
+    .bind(h_reset)
+    .bind(h_first)
+    .bind(h_gone)
+    .bind(period_ms)
+    .fetch_one(db)
+    .await?;
+    Ok(Recorded {
+        applied: u64::try_from(applied).unwrap_or(0),
+        disabled: disabled_ids.into_iter().map(DestinationId::from_uuid).zip(disabled_reasons).collect(),
+    })
+}

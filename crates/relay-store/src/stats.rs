@@ -1,0 +1,82 @@
+//! Tenant usage and delivery statistics, computed in SQL: counts by status, success rate and
+//! latency percentiles per destination, backlog and the age of the oldest pending delivery.
+//! Time-bounded queries use the id range of `keyset` so they read only the window's rows.
+
+use relay_core::TenantId;
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::keyset::id_floor;
+
+/// One destination's activity since a point in time.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DestinationStats {
+    pub destination_id: Uuid,
+    /// Deliveries created in the window, by their current status.
+    pub pending: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    /// Attempts started in the window, and how many of them succeeded.
+    pub attempts: i64,
+    pub successful_attempts: i64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// Per-destination activity since `since`, for destinations that had any.
+pub async fn destination_stats(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    since: OffsetDateTime,
+) -> Result<Vec<DestinationStats>> {
+    let rows = sqlx::query_as(
+        "WITH d AS ( \
+             SELECT destination_id, \
+                    count(*) FILTER (WHERE status = 'pending') AS pending, \
+                    count(*) FILTER (WHERE status = 'succeeded') AS succeeded, \
+                    count(*) FILTER (WHERE status = 'failed') AS failed \
+             FROM deliveries WHERE tenant_id = $1 AND id >= $2 AND created_at >= $3 \
+             GROUP BY destination_id), \
+         a AS ( \
+             SELECT destination_id, count(*) AS attempts, \
+                    count(*) FILTER (WHERE outcome = 'success') AS successful_attempts, \
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms, \
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms) AS p99_ms \
+             FROM attempts WHERE tenant_id = $1 AND id >= $2 AND started_at >= $3 \
+             GROUP BY destination_id) \
+         SELECT destination_id, \
+                coalesce(d.pending, 0) AS pending, coalesce(d.succeeded, 0) AS succeeded, \
+                coalesce(d.failed, 0) AS failed, coalesce(a.attempts, 0) AS attempts, \
+                coalesce(a.successful_attempts, 0) AS successful_attempts, a.p50_ms, a.p99_ms \
+         FROM d FULL JOIN a USING (destination_id) ORDER BY destination_id DESC",
+    )
+    .bind(tenant.uuid())
+    .bind(id_floor(since))
+    .bind(since)
+    .fetch_all(db)
+    .await?;
+    Ok(rows)
+}
+
+/// The tenant's undelivered work right now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Backlog {
+    pub pending: i64,
+    pub oldest_pending_at: Option<OffsetDateTime>,
+}
+
+/// The number of pending deliveries and the creation time of the oldest one (served by the
+/// partial index `deliveries_tenant_pending`).
+pub async fn backlog(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<Backlog> {
+    let row = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM deliveries WHERE tenant_id = $1 AND status = 'pending') AS pending, \
+                (SELECT created_at FROM deliveries WHERE tenant_id = $1 AND status = 'pending' \
+                 ORDER BY id LIMIT 1) AS oldest_pending_at",
+    )
+    .bind(tenant.uuid())
+    .fetch_one(db)
+    .await?;
+    Ok(row)
+}
