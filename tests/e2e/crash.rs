@@ -26,7 +26,8 @@ async fn ingest_many(client: &reqwest::Client, ingest_url: &str, prefix: &str, n
 async fn unthrottle(client: &reqwest::Client, base: &str, tenant: &str) {
     let operator = token(json!({"role": "operator", "sub": "e2e"}));
     let limits = json!({"limits": {"deliveries_per_second": 100_000, "burst": 100_000}});
-    let (status, body) = api(client, base, Method::PATCH, &format!("/v1/tenants/{tenant}"), &operator, Some(limits)).await;
+    let (status, body) =
+        api(client, base, Method::PATCH, &format!("/v1/tenants/{tenant}"), &operator, Some(limits)).await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -87,11 +88,12 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
     assert!(delivered_before < EVENTS, "the kill came mid-delivery");
 
     let second = Binary::start(&db, &prefix, &lease).await;
-    let counts = eventually(Duration::from_secs(120), "every acknowledged event at the destination", || async {
-        let counts = per_event_counts(&receiver);
-        (counts.len() == EVENTS).then_some(counts)
-    })
-    .await;
+    let counts =
+        eventually(Duration::from_secs(120), "every acknowledged event at the destination", || async {
+            let counts = per_event_counts(&receiver);
+            (counts.len() == EVENTS).then_some(counts)
+        })
+        .await;
     assert!((0..EVENTS).all(|i| counts.contains_key(&format!("k{i}"))));
     assert!(second.terminate().await.success());
 }

@@ -13,11 +13,13 @@ use crate::support::*;
 
 /// Standard Webhooks verification written from the spec, independent of relay-core.
 fn standard_webhooks_valid(secret: &str, id: &str, ts: &str, body: &[u8], header: &str) -> bool {
-    let key = base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let key =
+        base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
     mac.update(format!("{id}.{ts}.").as_bytes());
     mac.update(body);
-    let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    let expected =
+        format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
     header.split(' ').any(|sig| sig == expected)
 }
 
@@ -44,10 +46,13 @@ async fn an_ingested_event_reaches_its_destination_byte_for_byte_and_signed() {
 
     let (_, events) = app.api(Method::GET, "/v1/events", &t.token, None).await;
     assert_eq!(events["data"][0]["id"].as_str(), Some(id.as_str()), "webhook-id is the relay's event id");
-    let (_, deliveries) = app.api(Method::GET, &format!("/v1/deliveries?destination_id={dest_id}"), &t.token, None).await;
+    let (_, deliveries) =
+        app.api(Method::GET, &format!("/v1/deliveries?destination_id={dest_id}"), &t.token, None).await;
     let delivery = &deliveries["data"][0];
     eventually(Duration::from_secs(5), "the delivery to be recorded as succeeded", || async {
-        let (_, d) = app.api(Method::GET, &format!("/v1/deliveries/{}", delivery["id"].as_str().unwrap()), &t.token, None).await;
+        let (_, d) = app
+            .api(Method::GET, &format!("/v1/deliveries/{}", delivery["id"].as_str().unwrap()), &t.token, None)
+            .await;
         (d["status"] == "succeeded").then_some(())
     })
     .await;
@@ -71,21 +76,33 @@ async fn redelivery_and_replay_send_new_attempts_with_their_trigger() {
     })
     .await;
 
-    let (status, _) = app.api(Method::POST, &format!("/v1/deliveries/{delivery_id}/redeliver"), &t.token, None).await;
+    let (status, _) =
+        app.api(Method::POST, &format!("/v1/deliveries/{delivery_id}/redeliver"), &t.token, None).await;
     assert_eq!(status, 202);
     let got = receiver.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(got[1].headers["x-relay-attempt"], "2");
-    assert_eq!(got[1].headers["webhook-id"], got[0].headers["webhook-id"], "same webhook-id on every redelivery");
+    assert_eq!(
+        got[1].headers["webhook-id"], got[0].headers["webhook-id"],
+        "same webhook-id on every redelivery"
+    );
 
     let since = since.format(&time::format_description::well_known::Rfc3339).unwrap();
-    let (status, queued) =
-        app.api(Method::POST, &format!("/v1/destinations/{dest_id}/replay"), &t.token, Some(json!({"since": since, "status": "all"}))).await;
+    let (status, queued) = app
+        .api(
+            Method::POST,
+            &format!("/v1/destinations/{dest_id}/replay"),
+            &t.token,
+            Some(json!({"since": since, "status": "all"})),
+        )
+        .await;
     assert_eq!((status, queued["queued"].as_i64()), (202, Some(1)), "{queued}");
     receiver.wait_for(3, Duration::from_secs(10)).await;
 
     let triggers = eventually(Duration::from_secs(5), "three recorded attempts", || async {
-        let (_, a) = app.api(Method::GET, &format!("/v1/deliveries/{delivery_id}/attempts"), &t.token, None).await;
-        let list: Vec<String> = a["data"].as_array()?.iter().map(|x| x["trigger"].as_str().unwrap().to_owned()).collect();
+        let (_, a) =
+            app.api(Method::GET, &format!("/v1/deliveries/{delivery_id}/attempts"), &t.token, None).await;
+        let list: Vec<String> =
+            a["data"].as_array()?.iter().map(|x| x["trigger"].as_str().unwrap().to_owned()).collect();
         (list.len() == 3).then_some(list)
     })
     .await;

@@ -144,7 +144,13 @@ impl App {
         sqlx::PgPool::connect(&self.database_url).await.unwrap()
     }
 
-    pub async fn api(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         api(&self.client, &self.base, method, path, token, body).await
     }
 
@@ -181,14 +187,24 @@ pub async fn api(
 
 pub async fn tenant_with_source(client: &reqwest::Client, base: &str, operator: &str, plan: &str) -> Tenant {
     use reqwest::Method;
-    let (status, tenant) = api(client, base, Method::POST, "/v1/tenants", operator, Some(json!({"name": "acme", "plan": plan}))).await;
+    let (status, tenant) =
+        api(client, base, Method::POST, "/v1/tenants", operator, Some(json!({"name": "acme", "plan": plan})))
+            .await;
     assert_eq!(status, 201, "{tenant}");
     let id = tenant["id"].as_str().unwrap().to_owned();
     let (status, minted) =
         api(client, base, Method::POST, &format!("/v1/tenants/{id}/tokens"), operator, Some(json!({}))).await;
     assert_eq!(status, 201, "{minted}");
     let token = minted["token"].as_str().unwrap().to_owned();
-    let (status, source) = api(client, base, Method::POST, "/v1/sources", &token, Some(json!({"name": "wap", "secret": WAP_SECRET}))).await;
+    let (status, source) = api(
+        client,
+        base,
+        Method::POST,
+        "/v1/sources",
+        &token,
+        Some(json!({"name": "wap", "secret": WAP_SECRET})),
+    )
+    .await;
     assert_eq!(status, 201, "{source}");
     Tenant {
         id,
@@ -269,7 +285,11 @@ pub struct Receiver {
     state: Arc<Mutex<ReceiverState>>,
 }
 
-async fn receive(State(state): State<Arc<Mutex<ReceiverState>>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn receive(
+    State(state): State<Arc<Mutex<ReceiverState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     let (status, delay, extra) = {
         let mut s = state.lock().unwrap();
         s.received.push(Received { headers, body, at: Instant::now() });
@@ -280,7 +300,9 @@ async fn receive(State(state): State<Arc<Mutex<ReceiverState>>>, headers: Header
     }
     let mut response = (StatusCode::from_u16(status).unwrap(), "ok").into_response();
     for (k, v) in extra {
-        response.headers_mut().insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        response
+            .headers_mut()
+            .insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
     }
     response
 }
@@ -373,7 +395,10 @@ impl Binary {
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running") as i32;
         std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("exits after SIGTERM").unwrap()
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap()
     }
 }
 

@@ -93,7 +93,8 @@ async fn start_relay(binary: &str, db: &str, roles: &str) -> anyhow::Result<Rela
     let relay = Relay { child, base };
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while client.get(format!("{}/readyz", relay.base)).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+    while client.get(format!("{}/readyz", relay.base)).send().await.map(|r| r.status() != 200).unwrap_or(true)
+    {
         if Instant::now() > deadline {
             bail!("the relay did not become ready");
         }
@@ -112,7 +113,13 @@ fn token(role: &str, tenant: Option<&str>) -> String {
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("HS256 encodes")
 }
 
-async fn call(client: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Value) -> anyhow::Result<Value> {
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
     let response = client.request(method, url).bearer_auth(token).json(&body).send().await?;
     let status = response.status();
     let value: Value = response.json().await.unwrap_or(Value::Null);
@@ -127,14 +134,35 @@ async fn setup(base: &str, receivers: &[String]) -> anyhow::Result<String> {
     use reqwest::Method;
     let client = reqwest::Client::new();
     let operator = token("operator", None);
-    let tenant = call(&client, Method::POST, format!("{base}/v1/tenants"), &operator, json!({"name": "bench", "plan": "enterprise"})).await?;
+    let tenant = call(
+        &client,
+        Method::POST,
+        format!("{base}/v1/tenants"),
+        &operator,
+        json!({"name": "bench", "plan": "enterprise"}),
+    )
+    .await?;
     let id = tenant["id"].as_str().context("tenant id")?.to_owned();
     let limits = json!({"limits": {"deliveries_per_second": 1_000_000, "burst": 1_000_000, "backlog": 100_000_000u64}});
     call(&client, Method::PATCH, format!("{base}/v1/tenants/{id}"), &operator, limits).await?;
     let t = token("tenant", Some(&id));
-    let source = call(&client, Method::POST, format!("{base}/v1/sources"), &t, json!({"name": "wap", "secret": WAP_SECRET})).await?;
+    let source = call(
+        &client,
+        Method::POST,
+        format!("{base}/v1/sources"),
+        &t,
+        json!({"name": "wap", "secret": WAP_SECRET}),
+    )
+    .await?;
     for url in receivers {
-        call(&client, Method::POST, format!("{base}/v1/destinations"), &t, json!({"url": url, "max_in_flight": 256})).await?;
+        call(
+            &client,
+            Method::POST,
+            format!("{base}/v1/destinations"),
+            &t,
+            json!({"url": url, "max_in_flight": 256}),
+        )
+        .await?;
     }
     Ok(source["ingest_url"].as_str().context("ingest_url")?.to_owned())
 }
@@ -150,7 +178,13 @@ fn body(i: usize, run: &str) -> (String, String) {
 
 async fn post(client: &reqwest::Client, url: &str, i: usize, run: &str) -> bool {
     let (body, sig) = body(i, run);
-    let sent = client.post(url).header("content-type", "application/json").header("x-wap-signature", sig).body(body).send().await;
+    let sent = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-wap-signature", sig)
+        .body(body)
+        .send()
+        .await;
     matches!(sent, Ok(r) if r.status() == 200)
 }
 
@@ -177,13 +211,23 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn run_ingest(binary: &str, db: &str, concurrency: usize, events: usize, destinations: usize) -> anyhow::Result<()> {
+async fn run_ingest(
+    binary: &str,
+    db: &str,
+    concurrency: usize,
+    events: usize,
+    destinations: usize,
+) -> anyhow::Result<()> {
     let relay = start_relay(binary, db, "ingress,admin").await?;
     let urls: Vec<String> = (0..destinations).map(|i| format!("http://127.0.0.1:9/unused-{i}")).collect();
     let ingest_url = setup(&relay.base, &urls).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     // Warm-up: connections, caches, first WAL segments.
-    futures::stream::iter(0..1_000).map(|i| post(&client, &ingest_url, i, "warm")).buffer_unordered(concurrency).count().await;
+    futures::stream::iter(0..1_000)
+        .map(|i| post(&client, &ingest_url, i, "warm"))
+        .buffer_unordered(concurrency)
+        .count()
+        .await;
     let start = Instant::now();
     let ok = futures::stream::iter(0..events)
         .map(|i| post(&client, &ingest_url, i, "run"))
@@ -192,7 +236,11 @@ async fn run_ingest(binary: &str, db: &str, concurrency: usize, events: usize, d
         .count()
         .await;
     let secs = start.elapsed().as_secs_f64();
-    println!("ingest: {ok}/{events} accepted in {secs:.2} s = {:.0} events/s (concurrency {concurrency}, {destinations} matching destinations, {} deliveries/s written)", ok as f64 / secs, (ok * destinations) as f64 / secs);
+    println!(
+        "ingest: {ok}/{events} accepted in {secs:.2} s = {:.0} events/s (concurrency {concurrency}, {destinations} matching destinations, {} deliveries/s written)",
+        ok as f64 / secs,
+        (ok * destinations) as f64 / secs
+    );
     Ok(())
 }
 
@@ -213,7 +261,8 @@ async fn run_latency(binary: &str, db: &str, rate: u64, seconds: u64) -> anyhow:
             post(&client, &ingest_url, i, "lat").await
         }));
     }
-    let accepted = futures::future::join_all(tasks).await.into_iter().filter(|r| matches!(r, Ok(true))).count();
+    let accepted =
+        futures::future::join_all(tasks).await.into_iter().filter(|r| matches!(r, Ok(true))).count();
     let deadline = Instant::now() + Duration::from_secs(30);
     while arrivals.lock().expect("arrivals").len() < accepted && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -223,7 +272,12 @@ async fn run_latency(binary: &str, db: &str, rate: u64, seconds: u64) -> anyhow:
         .lock()
         .expect("arrivals")
         .iter()
-        .filter_map(|(id, at)| id.strip_prefix("lat-")?.parse::<usize>().ok().map(|i| at.duration_since(sent[i]).as_secs_f64() * 1e3))
+        .filter_map(|(id, at)| {
+            id.strip_prefix("lat-")?
+                .parse::<usize>()
+                .ok()
+                .map(|i| at.duration_since(sent[i]).as_secs_f64() * 1e3)
+        })
         .collect();
     ms.sort_by(f64::total_cmp);
     println!(
@@ -246,7 +300,12 @@ async fn run_saturate(binary: &str, db: &str, events: usize, destinations: usize
     let urls: Vec<String> = receivers.iter().map(|(u, _)| u.clone()).collect();
     let ingest_url = setup(&ingress.base, &urls).await?;
     let client = reqwest::Client::new();
-    let ok = futures::stream::iter(0..events).map(|i| post(&client, &ingest_url, i, "sat")).buffer_unordered(64).filter(|ok| std::future::ready(*ok)).count().await;
+    let ok = futures::stream::iter(0..events)
+        .map(|i| post(&client, &ingest_url, i, "sat"))
+        .buffer_unordered(64)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
     drop(ingress);
     let expected = ok * destinations;
     let start = Instant::now();
@@ -258,7 +317,10 @@ async fn run_saturate(binary: &str, db: &str, events: usize, destinations: usize
     }
     let secs = start.elapsed().as_secs_f64();
     let n = delivered();
-    println!("saturate: {n}/{expected} deliveries in {secs:.2} s = {:.0} deliveries/s ({ok} events x {destinations} destinations, dispatcher-only process, includes its start-up)", n as f64 / secs);
+    println!(
+        "saturate: {n}/{expected} deliveries in {secs:.2} s = {:.0} deliveries/s ({ok} events x {destinations} destinations, dispatcher-only process, includes its start-up)",
+        n as f64 / secs
+    );
     Ok(())
 }
 
@@ -267,14 +329,20 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let db = format!("postgres://postgres@127.0.0.1:5432/wap_relay_bench_{}", uuid::Uuid::now_v7().simple());
     let result = match cli.command {
-        Command::Ingest { concurrency, events, destinations } => run_ingest(&cli.binary, &db, concurrency, events, destinations).await,
+        Command::Ingest { concurrency, events, destinations } => {
+            run_ingest(&cli.binary, &db, concurrency, events, destinations).await
+        }
         Command::Latency { rate, seconds } => run_latency(&cli.binary, &db, rate, seconds).await,
-        Command::Saturate { events, destinations } => run_saturate(&cli.binary, &db, events, destinations).await,
+        Command::Saturate { events, destinations } => {
+            run_saturate(&cli.binary, &db, events, destinations).await
+        }
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     if let Ok(pool) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
         let name = db.rsplit('/').next().unwrap_or_default();
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&pool).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+            .execute(&pool)
+            .await;
     }
     result
 }

@@ -44,7 +44,9 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Deps> {
     let master_key_text = match &settings.master_key {
         Some(k) => k.expose().to_owned(),
         None => {
-            tracing::warn!("RELAY_MASTER_KEY is not set: using a generated development key stored in the database");
+            tracing::warn!(
+                "RELAY_MASTER_KEY is not set: using a generated development key stored in the database"
+            );
             settings::get_or_init(&pool, "dev_master_key", MasterKey::generate_base64).await?
         }
     };
@@ -52,7 +54,9 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Deps> {
     let jwt_secret = match &settings.jwt_secret {
         Some(s) => s.expose().as_bytes().to_vec(),
         None => {
-            tracing::warn!("RELAY_JWT_SECRET is not set: using a generated development secret stored in the database");
+            tracing::warn!(
+                "RELAY_JWT_SECRET is not set: using a generated development secret stored in the database"
+            );
             let generate = || base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>());
             settings::get_or_init(&pool, "dev_jwt_secret", generate).await?.into_bytes()
         }
@@ -93,7 +97,8 @@ pub fn router(deps: &Deps, settings: &Settings) -> Router {
         .route("/readyz", get(readyz).with_state(deps.pool.clone()))
         .route("/metrics", get(move || std::future::ready(metrics.render())));
     if settings.roles.ingress {
-        let config = relay_ingress::IngressConfig { max_body_bytes: settings.max_body_bytes, ..Default::default() };
+        let config =
+            relay_ingress::IngressConfig { max_body_bytes: settings.max_body_bytes, ..Default::default() };
         let state = relay_ingress::IngressState::new(
             deps.pool.clone(),
             deps.redis.clone(),

@@ -76,7 +76,8 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
         Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
         _ => (text, 's'),
     };
-    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 3600, 90m, 12h or 30d"))?;
+    let n: u64 =
+        number.parse().map_err(|_| format!("`{text}` is not a duration like 3600, 90m, 12h or 30d"))?;
     let seconds = match unit {
         's' => n,
         'm' => n * 60,
@@ -114,7 +115,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let tenant = tenants::insert_tenant(&deps.pool, &name, plan).await?;
             let keys = &deps.jwt;
             let ttl = Duration::from_secs(30 * 86_400);
-            let (token, expires_at) = relay_admin::issue_token(keys, relay_admin::Role::Tenant, Some(tenant.id), ttl);
+            let (token, expires_at) =
+                relay_admin::issue_token(keys, relay_admin::Role::Tenant, Some(tenant.id), ttl);
             let out = json!({
                 "id": tenant.id,
                 "name": tenant.name,
@@ -139,7 +141,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => bail!("give exactly one of --operator or --tenant ID"),
             };
             let (token, expires_at) = relay_admin::issue_token(keys, role, tenant, ttl);
-            println!("{}", serde_json::to_string_pretty(&json!({ "token": token, "expires_at": expires_at.format(&Rfc3339)? }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({ "token": token, "expires_at": expires_at.format(&Rfc3339)? })
+                )?
+            );
             Ok(())
         }
     }

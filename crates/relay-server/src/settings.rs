@@ -132,7 +132,8 @@ impl SettingsArgs {
     pub fn resolve(self) -> anyhow::Result<Settings> {
         let path = self.config.clone().unwrap_or_else(|| PathBuf::from("relay.toml"));
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<SettingsArgs>(&text).with_context(|| format!("reading {}", path.display()))?,
+            Ok(text) => toml::from_str::<SettingsArgs>(&text)
+                .with_context(|| format!("reading {}", path.display()))?,
             Err(_) if self.config.is_none() => SettingsArgs::default(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
@@ -146,11 +147,17 @@ impl SettingsArgs {
             bail!("max_body_bytes must be positive");
         }
         Ok(Settings {
-            database_url: s.database_url.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/wap_relay".into()),
+            database_url: s
+                .database_url
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/wap_relay".into()),
             redis_url: s.redis_url.unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
             redis_prefix: s.redis_prefix.unwrap_or_else(|| "wap-relay:".into()),
             listen: s.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default address")),
-            public_url: s.public_url.unwrap_or_else(|| "http://127.0.0.1:8080".into()).trim_end_matches('/').to_owned(),
+            public_url: s
+                .public_url
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+                .trim_end_matches('/')
+                .to_owned(),
             jwt_secret: s.jwt_secret,
             master_key: s.master_key,
             allow_private_destinations: s.allow_private_destinations.unwrap_or(false),
@@ -171,9 +178,23 @@ impl SettingsArgs {
             ($($f:ident),*) => { SettingsArgs { $( $f: self.$f.or(file.$f), )* config: self.config } };
         }
         pick!(
-            database_url, redis_url, redis_prefix, listen, public_url, jwt_secret, master_key,
-            allow_private_destinations, require_https_destinations, max_body_bytes, roles, db_pool_size,
-            dispatch_concurrency, dispatch_lease_seconds, disable_failing_after_hours, shutdown_grace_seconds, log_format
+            database_url,
+            redis_url,
+            redis_prefix,
+            listen,
+            public_url,
+            jwt_secret,
+            master_key,
+            allow_private_destinations,
+            require_https_destinations,
+            max_body_bytes,
+            roles,
+            db_pool_size,
+            dispatch_concurrency,
+            dispatch_lease_seconds,
+            disable_failing_after_hours,
+            shutdown_grace_seconds,
+            log_format
         )
     }
 }
@@ -196,7 +217,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("relay-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("relay.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\nmax_body_bytes = 10\nroles = \"admin\"\n").unwrap();
+        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\nmax_body_bytes = 10\nroles = \"admin\"\n")
+            .unwrap();
         let args = SettingsArgs { max_body_bytes: Some(20), config: Some(path), ..SettingsArgs::default() };
         let s = args.resolve().unwrap();
         assert_eq!(s.listen.port(), 9999);
