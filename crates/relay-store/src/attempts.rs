@@ -53,8 +53,11 @@ pub async fn list_attempts(
 ) -> Result<Vec<AttemptRow>> {
     // `attempts_tenant` and `attempts_destination` both lead with the tenant; a delivery has
     // `attempts_delivery`.
-    let scan =
-        if filter.delivery_id.is_some() { crate::keyset::Scan::ByFilter } else { crate::keyset::Scan::ByTenant };
+    let scan = if filter.delivery_id.is_some() {
+        crate::keyset::Scan::ByFilter
+    } else {
+        crate::keyset::Scan::ByTenant
+    };
     let mut q = sqlx::QueryBuilder::new(format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE "));
     crate::keyset::push_tenant(&mut q, tenant.uuid(), scan);
     if let Some(d) = filter.delivery_id {

@@ -96,8 +96,7 @@ pub async fn list_deliveries(
     before: Option<DeliveryId>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>> {
-    let mut q =
-        sqlx::QueryBuilder::new(format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE "));
+    let mut q = sqlx::QueryBuilder::new(format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE "));
     // A destination or event filter has its own index (`deliveries_destination`,
     // `deliveries_event`); otherwise `deliveries_tenant`.
     let scan = if filter.destination_id.is_some() || filter.event_id.is_some() {

@@ -79,7 +79,9 @@ pub(crate) enum Scan {
 /// Appends the tenant condition (the builder ends with `WHERE `).
 pub(crate) fn push_tenant(q: &mut QueryBuilder<Postgres>, tenant: Uuid, scan: Scan) {
     match scan {
-        Scan::ByTenant => q.push("tenant_id >= ").push_bind(tenant).push(" AND tenant_id <= ").push_bind(tenant),
+        Scan::ByTenant => {
+            q.push("tenant_id >= ").push_bind(tenant).push(" AND tenant_id <= ").push_bind(tenant)
+        }
         Scan::ByFilter => q.push("tenant_id = ").push_bind(tenant),
     };
 }
