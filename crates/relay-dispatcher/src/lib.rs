@@ -40,6 +40,7 @@ mod outcome;
 mod prepare;
 mod recorder;
 mod request;
+pub mod retention;
 mod round;
 mod share;
 

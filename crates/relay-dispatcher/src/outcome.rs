@@ -14,7 +14,7 @@ pub(crate) fn decide(
     report: &Report,
     policy: &RetryPolicy,
     attempt: u32,
-    created_at: OffsetDateTime,
+    window_start: OffsetDateTime,
     now: OffsetDateTime,
     jitter: f64,
 ) -> (NextState, bool) {
@@ -22,7 +22,7 @@ pub(crate) fn decide(
         AttemptOutcome::Success => (NextState::Succeeded, false),
         AttemptOutcome::Blocked => (NextState::Failed, false),
         AttemptOutcome::HttpError if report.status == Some(410) => (NextState::Failed, true),
-        _ => match next_attempt_at(policy, attempt, report.retry_after, jitter, created_at, now) {
+        _ => match next_attempt_at(policy, attempt, report.retry_after, jitter, window_start, now) {
             Some(at) => (NextState::Retry(at), false),
             None => (NextState::Failed, false),
         },

@@ -24,6 +24,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::settings::Settings;
 
+/// How often the dispatcher role purges rows past their tenant's retention.
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What every role needs.
 #[derive(Clone)]
 pub struct Deps {
@@ -150,6 +153,12 @@ pub async fn serve(
             stopped(stop_rx.clone()),
         ))
     });
+
+    if settings.roles.dispatcher {
+        let sweep =
+            relay_dispatcher::retention::run(deps.pool.clone(), RETENTION_INTERVAL, stopped(stop_rx.clone()));
+        tokio::spawn(sweep);
+    }
 
     let app = router(&deps, &settings);
     tracing::info!(listen = %listener.local_addr()?, roles = ?settings.roles, "wap-relay serving");

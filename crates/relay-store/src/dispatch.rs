@@ -98,7 +98,8 @@ pub async fn list_due_destinations(
          ) \
          SELECT {DESTINATION_COLUMNS}, due.due, te.plan AS tenant_plan, te.limits AS tenant_limits \
          FROM due JOIN destinations ON destinations.id = due.due_id \
-         JOIN (SELECT id AS te_id, plan, limits FROM tenants) te ON te.te_id = destinations.tenant_id"
+         JOIN (SELECT id AS te_id, plan, limits FROM tenants WHERE status = 'active') te \
+           ON te.te_id = destinations.tenant_id"
     ));
     let rows: Vec<DueRow> = sqlx::query_as(sql)
         .bind(i64::from(count_cap))
@@ -138,7 +139,8 @@ pub struct ClaimedDelivery {
     /// Attempts made before this one.
     pub attempts: i32,
     pub trigger: Trigger,
-    pub created_at: OffsetDateTime,
+    /// Start of the retry window: ingest time, or the last redelivery/replay.
+    pub window_start: OffsetDateTime,
     pub lease_token: Uuid,
     pub event: Option<ClaimedEvent>,
 }
@@ -158,7 +160,7 @@ struct ClaimRow {
     destination_id: Uuid,
     attempts: i32,
     next_trigger: String,
-    created_at: OffsetDateTime,
+    window_start: OffsetDateTime,
     wap_event_id: Option<String>,
     event_type: Option<String>,
     body: Option<Vec<u8>>,
@@ -194,7 +196,8 @@ pub async fn claim_deliveries(
          SET next_attempt_at = now() + p.lease_ms * interval '1 millisecond', lease_token = $5 \
          FROM picked p LEFT JOIN events e ON e.id = p.event_id AND e.tenant_id = p.tenant_id \
          WHERE d.id = p.id AND d.tenant_id = p.tenant_id \
-         RETURNING d.id, d.tenant_id, d.event_id, d.destination_id, d.attempts, d.next_trigger, d.created_at, \
+         RETURNING d.id, d.tenant_id, d.event_id, d.destination_id, d.attempts, d.next_trigger, \
+                   COALESCE(d.window_started_at, d.created_at) AS window_start, \
                    e.wap_event_id, e.type AS event_type, e.body",
     )
     .bind(destinations)
@@ -219,7 +222,7 @@ pub async fn claim_deliveries(
                 destination_id: DestinationId::from_uuid(r.destination_id),
                 attempts: r.attempts,
                 trigger: Trigger::parse(&r.next_trigger)?,
-                created_at: r.created_at,
+                window_start: r.window_start,
                 lease_token,
                 event,
             })

@@ -18,6 +18,7 @@ pub mod limiter;
 pub mod outcomes;
 pub mod redis;
 pub mod rejections;
+pub mod retention;
 pub mod settings;
 pub mod sources;
 pub mod stats;

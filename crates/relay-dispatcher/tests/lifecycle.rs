@@ -1,0 +1,157 @@
+//! A delivery's life around the edges: suspended tenants' deliveries wait, a redelivery gets a
+//! fresh retry window, and retention purges old rows but never pending ones.
+
+mod support;
+
+use std::time::Duration;
+
+use relay_store::tenants::{TenantStatus, TenantUpdate, update_tenant};
+use relay_store::{PgPool, deliveries};
+use support::*;
+use uuid::Uuid;
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_suspended_tenants_deliveries_wait_until_it_is_active(pool: PgPool) {
+    let fx = Fixture::new(pool);
+    let receiver = Receiver::start().await;
+    let suspended = fx.tenant(None, None).await;
+    let active = fx.tenant(None, None).await;
+    let held = fx.destination(suspended, DestinationSpec::new(receiver.url("/held"))).await;
+    let flowing = fx.destination(active, DestinationSpec::new(receiver.url("/flowing"))).await;
+    let update = TenantUpdate { status: Some(TenantStatus::Suspended), ..TenantUpdate::default() };
+    update_tenant(&fx.pool, suspended, &update).await.unwrap();
+    fx.enqueue(&held, &[b"{\"n\":1}".to_vec()]).await;
+    let running = start(&fx, test_redis(), test_config());
+    // The other tenant's later delivery is the barrier: rounds have run past the held one.
+    fx.enqueue(&flowing, &[b"{\"n\":2}".to_vec()]).await;
+    wait_for("the active tenant's delivery", Duration::from_secs(10), || async { receiver.count() >= 1 })
+        .await;
+    assert!(receiver.received().iter().all(|r| r.path == "/flowing"));
+    assert_eq!(fx.deliveries(&held).await, vec![("pending".to_string(), 0)]);
+
+    let update = TenantUpdate { status: Some(TenantStatus::Active), ..TenantUpdate::default() };
+    update_tenant(&fx.pool, suspended, &update).await.unwrap();
+    wait_for("the held delivery after reactivation", Duration::from_secs(10), || async {
+        receiver.received().iter().any(|r| r.path == "/held")
+    })
+    .await;
+    running.stop().await;
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_redelivery_starts_a_fresh_retry_window(pool: PgPool) {
+    let fx = Fixture::new(pool);
+    let receiver = Receiver::start().await;
+    receiver.script(|s| s.status = 500);
+    let tenant = fx.tenant(None, None).await;
+    let spec = DestinationSpec { window_seconds: 60, ..DestinationSpec::new(receiver.url("/hook")) };
+    let dest = fx.destination(tenant, spec).await;
+    fx.enqueue(&dest, &[b"{}".to_vec()]).await;
+    // The delivery was created long ago and has failed: its original window is over.
+    sqlx::query(
+        "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, attempts = 3, \
+         created_at = now() - interval '1 hour' WHERE destination_id = $1",
+    )
+    .bind(dest.id.uuid())
+    .execute(&fx.pool)
+    .await
+    .unwrap();
+    let id: Uuid = sqlx::query_scalar("SELECT id FROM deliveries WHERE destination_id = $1")
+        .bind(dest.id.uuid())
+        .fetch_one(&fx.pool)
+        .await
+        .unwrap();
+    let mut tx = fx.pool.begin().await.unwrap();
+    let found = deliveries::redeliver_delivery(&mut *tx, tenant, relay_core::DeliveryId::from_uuid(id))
+        .await
+        .unwrap();
+    assert!(found.is_some());
+    deliveries::notify_due(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let running = start(&fx, test_redis(), test_config());
+    wait_for("the manual attempt to be recorded", Duration::from_secs(10), || async {
+        fx.attempts(&dest).await.len() == 1
+    })
+    .await;
+    // It failed, and is retried within its new window instead of failing at once.
+    let (status, attempts) = fx.deliveries(&dest).await.remove(0);
+    assert_eq!((status.as_str(), attempts), ("pending", 4));
+    running.stop().await;
+}
+
+fn uuid_days_ago(days: u64) -> Uuid {
+    let at = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap();
+    Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos()))
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn retention_purges_old_rows_but_never_pending_deliveries(pool: PgPool) {
+    let fx = Fixture::new(pool);
+    let tenant = fx.tenant(None, None).await; // growth: 7 days
+    let dest = fx.destination(tenant, DestinationSpec::new("http://127.0.0.1:9/none".into())).await;
+    let insert_event = |id: Uuid, n: i32| {
+        let pool = fx.pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO events (id, tenant_id, source_id, wap_event_id, type, \"timestamp\", body) \
+                 VALUES ($1, $2, $3, $4, 't', now(), '\\x7b7d')",
+            )
+            .bind(id)
+            .bind(tenant.uuid())
+            .bind(Uuid::now_v7())
+            .bind(format!("e{n}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    let insert_delivery = |id: Uuid, event: Uuid, status: &'static str| {
+        let pool = fx.pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO deliveries (id, tenant_id, event_id, destination_id, status, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = 'pending' THEN now() + interval '1 day' END)",
+            )
+            .bind(id)
+            .bind(tenant.uuid())
+            .bind(event)
+            .bind(dest.id.uuid())
+            .bind(status)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    let (old_done, old_pending, recent) = (uuid_days_ago(10), uuid_days_ago(10), Uuid::now_v7());
+    insert_event(old_done, 1).await;
+    insert_event(old_pending, 2).await;
+    insert_event(recent, 3).await;
+    insert_delivery(uuid_days_ago(10), old_done, "succeeded").await;
+    insert_delivery(uuid_days_ago(10), old_pending, "pending").await;
+    insert_delivery(Uuid::now_v7(), recent, "succeeded").await;
+    sqlx::query(
+        "INSERT INTO attempts (id, tenant_id, delivery_id, destination_id, number, trigger, started_at, \
+         duration_ms, url, outcome) VALUES ($1, $2, $3, $4, 1, 'auto', now(), 5, 'u', 'success')",
+    )
+    .bind(uuid_days_ago(10))
+    .bind(tenant.uuid())
+    .bind(Uuid::now_v7())
+    .bind(dest.id.uuid())
+    .execute(&fx.pool)
+    .await
+    .unwrap();
+
+    let purged = relay_dispatcher::retention::sweep(&fx.pool).await.unwrap();
+    assert_eq!(purged, 3, "one old attempt, one old finished delivery, its event");
+    let events: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&fx.pool).await.unwrap();
+    let mut expected = vec![old_pending, recent];
+    expected.sort();
+    assert_eq!(events, expected);
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM deliveries ORDER BY id").fetch_all(&fx.pool).await.unwrap();
+    assert_eq!(statuses, ["pending", "succeeded"]);
+    assert_eq!(relay_dispatcher::retention::sweep(&fx.pool).await.unwrap(), 0, "a second pass finds nothing");
+}

@@ -1,0 +1,7 @@
+-- A redelivery or replay starts a fresh retry window: the window is counted from
+-- window_started_at (NULL: from created_at, the ingest time).
+ALTER TABLE deliveries ADD COLUMN window_started_at timestamptz;
+
+-- Retention purges old rows per tenant by id (UUIDv7, time-ordered); these make each batch an
+-- index range scan.
+CREATE INDEX deliveries_pending_event ON deliveries (event_id) WHERE status = 'pending';
