@@ -47,7 +47,9 @@ pub fn next_attempt_at(
     if let Some(asked) = retry_after {
         wait = wait.max(asked);
     }
-    Some((now + wait).min(deadline))
+    // Capped before adding: a huge Retry-After must not overflow the date.
+    let left: Duration = (deadline - now).try_into().unwrap_or(Duration::ZERO);
+    Some(now + wait.min(left))
 }
 
 /// Parses `Retry-After`: delay-seconds or an HTTP-date. A date in the past means "now".
@@ -94,6 +96,21 @@ mod tests {
         assert_eq!(lowered, plain);
         let huge = next_attempt_at(&POLICY, 1, Some(Duration::from_secs(99_999)), 0.0, created, now).unwrap();
         assert_eq!(huge, created + Duration::from_secs(3_600));
+    }
+
+    #[test]
+    fn absurd_retry_after_values_stop_at_the_window() {
+        let created = datetime!(2026-01-01 00:00 UTC);
+        let now = created + Duration::from_secs(10);
+        let end = created + Duration::from_secs(3_600);
+        let huge = next_attempt_at(&POLICY, 1, Some(Duration::from_secs(u64::MAX)), 0.0, created, now);
+        assert_eq!(huge, Some(end));
+        let far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now);
+        assert_eq!(next_attempt_at(&POLICY, 1, far, 0.0, created, now), Some(end));
+        assert_eq!(
+            next_attempt_at(&POLICY, 1, parse_retry_after("99999999999999999999", now), 0.0, created, now),
+            Some(now + Duration::from_secs(5))
+        );
     }
 
     #[test]

@@ -27,21 +27,26 @@ pub async fn run(pool: PgPool, interval: Duration, shutdown: impl Future<Output 
     }
 }
 
-/// One pass over every tenant; returns the rows deleted.
+/// One pass over every tenant, unless another process is sweeping; returns the rows deleted.
+/// A retention of 0 days (the `free` plan has none) purges nothing: a downgraded tenant's
+/// history is not wiped.
 pub async fn sweep(pool: &PgPool) -> Result<u64, relay_store::StoreError> {
-    let now = OffsetDateTime::now_utc();
-    let mut total = 0;
-    let mut after = None;
-    loop {
-        let page = tenants::list_tenants(pool, after, TENANTS_PER_PAGE).await?;
-        for tenant in &page {
-            let days = i64::from(tenant.limits().retention_days);
-            let cutoff = now - time::Duration::days(days);
-            total += retention::purge_tenant(pool, tenant.id, cutoff, ROWS_PER_BATCH).await?.total();
+    let swept = retention::with_sweep_lock(pool, async |conn| {
+        let now = OffsetDateTime::now_utc();
+        let mut total = 0;
+        let mut after = None;
+        loop {
+            let page = tenants::list_tenants(&mut *conn, after, TENANTS_PER_PAGE).await?;
+            for tenant in page.iter().filter(|t| t.limits().retention_days > 0) {
+                let cutoff = now - time::Duration::days(i64::from(tenant.limits().retention_days));
+                total += retention::purge_tenant(conn, tenant.id, cutoff, ROWS_PER_BATCH).await?.total();
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == TENANTS_PER_PAGE => after = Some(last.id),
+                _ => return Ok(total),
+            }
         }
-        match page.last() {
-            Some(last) if page.len() as i64 == TENANTS_PER_PAGE => after = Some(last.id),
-            _ => return Ok(total),
-        }
-    }
+    })
+    .await?;
+    Ok(swept.unwrap_or(0))
 }

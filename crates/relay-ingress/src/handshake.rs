@@ -27,9 +27,8 @@ pub async fn get_handshake(
         if params.get("hub.mode").is_some_and(|mode| mode != "subscribe") {
             return Err(refused("hub.mode must be subscribe"));
         }
-        let challenge = param("hub.challenge", "challenge").ok_or_else(|| {
-            ApiError::bad_request("invalid_request", "hub.challenge (or challenge) is required")
-        })?;
+        let challenge = param("hub.challenge", "challenge")
+            .ok_or_else(|| refused("hub.challenge (or challenge) is required"))?;
         let token =
             param("hub.verify_token", "verify_token").ok_or_else(|| refused("verify token missing"))?;
         let stored =

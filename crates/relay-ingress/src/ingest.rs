@@ -8,12 +8,15 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use futures::StreamExt;
 use relay_core::SourceId;
 use relay_core::event::{Inbound, SchemaError, parse_inbound};
 use relay_core::secret::Secret;
 use relay_core::verify;
 use relay_http::ApiError;
 use relay_store::events::NewEvent;
+use relay_store::rejections::BODY_PREFIX_BYTES;
 use relay_store::sources::{self, IngestSource};
 use relay_store::{StoreError, tenants::TenantStatus};
 use serde_json::json;
@@ -48,14 +51,31 @@ pub async fn lookup_source(state: &IngressState, raw_id: &str) -> Result<IngestS
     }
 }
 
-/// Reads at most `limit` bytes. `Err` carries the prefix read so far for the rejection record.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Bytes> {
+/// Why a body could not be read.
+enum BodyError {
+    /// Larger than the limit; carries the first bytes for the rejection record.
+    TooLarge(Bytes),
+    /// The client's stream broke (reset, bad chunked encoding, timeout).
+    Unreadable,
+}
+
+/// Reads at most `limit` bytes, refusing early when `Content-Length` already says too many.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, BodyError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Bytes::new());
+    let mut stream = body.into_data_stream();
+    let mut buffer = BytesMut::with_capacity(declared.map_or(8192, |n| n.min(limit as u64) as usize));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
+        if buffer.len() + chunk.len() > limit || declared.is_some_and(|n| n > limit as u64) {
+            let room = BODY_PREFIX_BYTES.saturating_sub(buffer.len());
+            buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            buffer.truncate(BODY_PREFIX_BYTES);
+            return Err(BodyError::TooLarge(buffer.freeze()));
+        }
+        buffer.extend_from_slice(&chunk);
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| Bytes::new())
+    Ok(buffer.freeze())
 }
 
 pub async fn post_ingest(
@@ -67,7 +87,10 @@ pub async fn post_ingest(
     let limit = state.inner.config.max_body_bytes;
     let body = match read_body(body, &headers, limit).await {
         Ok(bytes) => bytes,
-        Err(prefix) => {
+        Err(BodyError::Unreadable) => {
+            return Err(ApiError::bad_request("invalid_request", "the request body could not be read"));
+        }
+        Err(BodyError::TooLarge(prefix)) => {
             let error = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

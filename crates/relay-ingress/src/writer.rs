@@ -132,14 +132,12 @@ async fn write(deps: &Deps, batch: Vec<Job>) {
 /// Answers the requests, then remembers the stored eventIds for the Redis dedupe fast path.
 async fn finish(deps: &Deps, batch: Vec<Job>, outcomes: Vec<Stored>) {
     let mut remember = Vec::with_capacity(batch.len());
-    let mut ttl = Duration::ZERO;
     for (job, outcome) in batch.into_iter().zip(outcomes) {
-        remember.push((job.event.source_id, job.event.wap_event_id.clone()));
-        ttl = ttl.max(job.dedupe_ttl);
+        remember.push((job.event.source_id, job.event.wap_event_id.clone(), job.dedupe_ttl));
         let _ = job.reply.send(Ok(outcome));
     }
-    let keys: Vec<(relay_core::SourceId, &str)> = remember.iter().map(|(s, id)| (*s, id.as_str())).collect();
-    deps.redis.remember_events(&keys, ttl).await;
+    let keys: Vec<_> = remember.iter().map(|(s, id, ttl)| (*s, id.as_str(), *ttl)).collect();
+    deps.redis.remember_events(&keys).await;
 }
 
 /// One transaction: insert the events that are new, fan each new one out to the matching

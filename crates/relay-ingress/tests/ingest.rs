@@ -165,6 +165,12 @@ async fn body_over_the_limit_is_413(pool: PgPool) {
     let (status, code, _) = problem(h.post_signed(source, &body.to_string()).await).await;
     assert_eq!((status, code.as_str()), (413, "payload_too_large"));
     assert_eq!(h.rejections(tenant).await, vec![("payload_too_large".to_string(), 413)]);
+    let prefix: Vec<u8> = sqlx::query_scalar("SELECT body FROM rejections WHERE tenant_id = $1")
+        .bind(tenant.uuid())
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert!(prefix.starts_with(br#"{"eventId""#) && prefix.len() <= 4096, "the first bytes are kept");
     // Without a Content-Length (chunked), the limit still holds.
     let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(body.to_string().into_bytes())]);
     let response = h

@@ -20,12 +20,16 @@ use relay_store::{PgPool, Redis, settings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::settings::Settings;
 
 /// How often the dispatcher role purges rows past their tenant's retention.
 const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The longest any request may take, body included (slow clients cannot hold a connection).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What every role needs.
 #[derive(Clone)]
@@ -113,7 +117,9 @@ pub fn router(deps: &Deps, settings: &Settings) -> Router {
     if settings.roles.admin {
         app = app.merge(relay_admin::router(admin_state(deps, settings)));
     }
-    app.layer(TraceLayer::new_for_http()).layer(CatchPanicLayer::new())
+    app.layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::new())
 }
 
 pub fn admin_state(deps: &Deps, settings: &Settings) -> relay_admin::AdminState {

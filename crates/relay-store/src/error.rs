@@ -43,9 +43,13 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// Connection exceptions (08), operator intervention (57: shutdown, cancel), insufficient
-/// resources (53) and read-only/recovery states (25006) are transient: the client should retry.
+/// resources (53), read-only/recovery states (25006), serialization failures and deadlocks
+/// (40001, 40P01) are transient: the client should retry.
 fn is_unavailable_sqlstate(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("57") || code.starts_with("53") || code == "25006"
+    code.starts_with("08")
+        || code.starts_with("57")
+        || code.starts_with("53")
+        || matches!(code, "25006" | "40001" | "40P01")
 }
 
 impl StoreError {

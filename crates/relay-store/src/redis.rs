@@ -129,13 +129,13 @@ impl Redis {
         Some(exists > 0)
     }
 
-    /// Remembers stored events for `ttl` (the retention): best effort.
-    pub async fn remember_events(&self, events: &[(SourceId, &str)], ttl: Duration) {
+    /// Remembers stored events, each for its own `ttl` (its tenant's retention): best effort.
+    pub async fn remember_events(&self, events: &[(SourceId, &str, Duration)]) {
         if events.is_empty() {
             return;
         }
         let mut pipe = redis::pipe();
-        for (source, id) in events {
+        for (source, id, ttl) in events {
             pipe.cmd("SET")
                 .arg(self.dedupe_key(*source, id))
                 .arg(1)

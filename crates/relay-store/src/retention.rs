@@ -3,7 +3,7 @@
 //! the event it would deliver, whatever their age.
 
 use relay_core::TenantId;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use crate::error::Result;
@@ -38,7 +38,7 @@ const EVENTS: &str = "DELETE FROM events WHERE id IN ( \
 /// Deletes what is older than `cutoff` (rows minted before it, by their time-ordered ids), `batch`
 /// rows per statement, so no statement holds locks for long.
 pub async fn purge_tenant(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: TenantId,
     cutoff: OffsetDateTime,
     batch: i64,
@@ -57,7 +57,7 @@ pub async fn purge_tenant(
                 .bind(tenant.uuid())
                 .bind(below)
                 .bind(batch)
-                .execute(pool)
+                .execute(&mut *conn)
                 .await?
                 .rows_affected();
             *count += done;
@@ -67,4 +67,24 @@ pub async fn purge_tenant(
         }
     }
     Ok(purged)
+}
+
+/// Session advisory lock that makes one process of the fleet sweep at a time.
+const SWEEP_LOCK: i64 = 0x7761_702d_7265_6c61; // "wap-rela"
+
+/// Runs `sweep` on one connection while holding the fleet-wide sweep lock; `None` when another
+/// process is sweeping.
+pub async fn with_sweep_lock<T, F>(pool: &PgPool, sweep: F) -> Result<Option<T>>
+where
+    F: AsyncFnOnce(&mut PgConnection) -> Result<T>,
+{
+    let mut conn = pool.acquire().await?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(SWEEP_LOCK).fetch_one(&mut *conn).await?;
+    if !locked {
+        return Ok(None);
+    }
+    let result = sweep(&mut conn).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(SWEEP_LOCK).execute(&mut *conn).await;
+    result.map(Some)
 }
