@@ -13,6 +13,7 @@ pub mod destinations;
 pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod ingest;
 pub mod keyset;
 pub mod limiter;
 pub mod outcomes;
