@@ -23,31 +23,7 @@ pub struct NewEvent {
 /// Inserts the events that are not duplicates and returns the ids of those inserted. A batch may
 /// hold the same (source, eventId) twice: the first one wins, like two separate requests.
 pub async fn insert_events(db: impl PgExecutor<'_>, events: &[NewEvent]) -> Result<Vec<EventId>> {
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id.uuid()).collect();
-    let tenants: Vec<Uuid> = events.iter().map(|e| e.tenant_id.uuid()).collect();
-    let sources: Vec<Uuid> = events.iter().map(|e| e.source_id.uuid()).collect();
-    let wap_ids: Vec<&str> = events.iter().map(|e| e.wap_event_id.as_str()).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let devices: Vec<Option<&str>> = events.iter().map(|e| e.device_id.as_deref()).collect();
-    let stamps: Vec<OffsetDateTime> = events.iter().map(|e| e.timestamp).collect();
-    let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_ref()).collect();
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
-        "INSERT INTO events (id, tenant_id, source_id, wap_event_id, type, device_id, \"timestamp\", body) \
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
-                              $7::timestamptz[], $8::bytea[]) \
-         ON CONFLICT (source_id, wap_event_id) DO NOTHING RETURNING id",
-    )
-    .bind(ids)
-    .bind(tenants)
-    .bind(sources)
-    .bind(wap_ids)
-    .bind(types)
-    .bind(devices)
-    .bind(stamps)
-    .bind(bodies)
-    .fetch_all(db)
-    .await?;
-    Ok(inserted.into_iter().map(EventId::from_uuid).collect())
+    crate::ingest::store_events(db, events, &[]).await
 }
 
 /// Whether this source already stored this eventId (the slow path of dedupe).
@@ -97,10 +73,42 @@ pub async fn list_events(
     before: Option<EventId>,
     limit: i64,
 ) -> Result<Vec<EventRow>> {
-    // Source filters still scan `events_tenant`: the dedupe index is not ordered by id.
-    let scan = crate::keyset::Scan::ByTenant;
     let mut q = sqlx::QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE "));
-    crate::keyset::push_tenant(&mut q, tenant.uuid(), scan);
+    push_list_events(&mut q, tenant, filter, before, limit);
+    Ok(q.build_query_as().fetch_all(db).await?)
+}
+
+/// The plan Postgres chooses for [`list_events`] with these arguments (`EXPLAIN`, without
+/// running it), one line per plan node: for tests and for operators looking into a slow log.
+pub async fn explain_list_events(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    filter: &EventFilter,
+    before: Option<EventId>,
+    limit: i64,
+) -> Result<String> {
+    let mut q = sqlx::QueryBuilder::new(format!("EXPLAIN SELECT {EVENT_COLUMNS} FROM events WHERE "));
+    push_list_events(&mut q, tenant, filter, before, limit);
+    let lines: Vec<String> = q.build_query_scalar().fetch_all(db).await?;
+    Ok(lines.join("\n"))
+}
+
+/// Appends the conditions, order and limit of [`list_events`] (the builder ends with `WHERE `).
+fn push_list_events(
+    q: &mut sqlx::QueryBuilder<sqlx::Postgres>,
+    tenant: TenantId,
+    filter: &EventFilter,
+    before: Option<EventId>,
+    limit: i64,
+) {
+    // WAPing's eventId finds at most one event per source, through `events_tenant_wap_event`
+    // (ordered by id after the two equalities, so the cursor and the order need no sort). Other
+    // filters, source included, scan `events_tenant`: the dedupe index is not ordered by id.
+    let scan = match filter.wap_event_id {
+        Some(_) => crate::keyset::Scan::ByFilter,
+        None => crate::keyset::Scan::ByTenant,
+    };
+    crate::keyset::push_tenant(q, tenant.uuid(), scan);
     if let Some(source) = filter.source_id {
         q.push(" AND source_id = ").push_bind(source.uuid());
     }
@@ -113,9 +121,8 @@ pub async fn list_events(
     if let Some(w) = &filter.wap_event_id {
         q.push(" AND wap_event_id = ").push_bind(w.clone());
     }
-    crate::keyset::push_range(&mut q, before.map(EventId::uuid), "received_at", filter.range);
-    crate::keyset::push_page_end(&mut q, limit, scan);
-    Ok(q.build_query_as().fetch_all(db).await?)
+    crate::keyset::push_range(q, before.map(EventId::uuid), "received_at", filter.range);
+    crate::keyset::push_page_end(q, limit, scan);
 }
 
 /// One event of this tenant.
