@@ -105,10 +105,10 @@ pub struct DeliveriesQuery {
     pub destination_id: Option<String>,
     pub event_id: Option<String>,
     /// Created at or after (RFC 3339).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::extract::utc_time::option")]
     pub since: Option<OffsetDateTime>,
     /// Created before (RFC 3339).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::extract::utc_time::option")]
     pub until: Option<OffsetDateTime>,
 }
 

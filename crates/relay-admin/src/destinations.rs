@@ -2,6 +2,10 @@
 //! with the master key, and shown only in the response to create and by the `/secret` route.
 //! Rotation keeps the previous secret for a grace period, during which deliveries carry both
 //! signatures. Every create or patch re-runs the URL through the SSRF address policy.
+//!
+//! Custom headers are credentials often enough (`Authorization: Bearer …`) that the
+//! credential-like ones are sealed at rest (relay-store's `destinations::headers`) and never
+//! shown again: responses carry their hint (`…` and the last four characters) instead.
 
 mod checks;
 
@@ -9,9 +13,10 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use relay_core::secret::{MasterKey, WebhookSecret};
+use relay_core::secret::{MasterKey, Secret, WebhookSecret};
 use relay_core::{DestinationId, SourceId, TenantId};
 use relay_http::{ApiError, ApiJson};
+use relay_store::destinations::headers::{self as stored_headers, StoredHeaders};
 use relay_store::destinations::{self as store, DestinationRow, DestinationUpdate, NewDestination};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -71,7 +76,8 @@ pub struct DestinationIn {
     pub event_types: Option<Vec<String>>,
     /// Only events from these devices (default: all).
     pub device_ids: Option<Vec<String>>,
-    /// Extra request headers; the relay's own headers cannot be overridden.
+    /// Extra request headers; the relay's own headers cannot be overridden. Credential-like ones
+    /// (see `Destination.headers`) are stored encrypted and never shown again in full.
     pub headers: Option<BTreeMap<String, String>>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -99,6 +105,8 @@ pub struct DestinationPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Vec<String>>)]
     pub device_ids: Option<Option<Vec<String>>>,
+    /// Replaces all custom headers. Masked values (`…abcd`) are refused: send every credential
+    /// in full again.
     pub headers: Option<BTreeMap<String, String>>,
     pub enabled: Option<bool>,
     pub timeout_ms: Option<u32>,
@@ -118,6 +126,11 @@ pub struct DestinationOut {
     pub source_ids: Option<Vec<String>>,
     pub event_types: Vec<String>,
     pub device_ids: Option<Vec<String>>,
+    /// Custom request headers. The value of a credential-like header (`Authorization`,
+    /// `Proxy-Authorization`, `Cookie`, and any name containing `token`, `secret`, `key`, `auth`,
+    /// `password`, `signature` or `session`, in any case) is masked: `…` followed by its last
+    /// four characters, or just `…` when shorter than 12 characters. Such values are stored
+    /// encrypted with the master key and sent in full with every delivery.
     pub headers: BTreeMap<String, String>,
     pub enabled: bool,
     /// Why the relay (or the tenant) disabled it.
@@ -140,9 +153,11 @@ pub struct DestinationOut {
     pub signing_secret: Option<String>,
 }
 
-impl From<&DestinationRow> for DestinationOut {
-    fn from(r: &DestinationRow) -> Self {
-        Self {
+impl DestinationOut {
+    /// The destination as shown: credential-like header values masked (opening them needs `key`).
+    fn new(key: &MasterKey, r: &DestinationRow) -> Result<Self, ApiError> {
+        let headers = r.custom_headers(key).map_err(ApiError::internal)?;
+        Ok(Self {
             id: DestinationId::from_uuid(r.id).to_string(),
             url: r.url.clone(),
             description: r.description.clone(),
@@ -152,7 +167,7 @@ impl From<&DestinationRow> for DestinationOut {
                 .map(|ids| ids.iter().map(|id| SourceId::from_uuid(*id).to_string()).collect()),
             event_types: r.event_types.clone(),
             device_ids: r.device_ids.clone(),
-            headers: r.headers.0.clone(),
+            headers: masked(headers),
             enabled: r.enabled,
             disabled_reason: r.disabled_reason.clone(),
             disabled_at: r.disabled_at,
@@ -168,8 +183,19 @@ impl From<&DestinationRow> for DestinationOut {
             created_at: r.created_at,
             updated_at: r.updated_at,
             signing_secret: None,
-        }
+        })
     }
+}
+
+/// Custom headers with each credential-like value replaced by its hint.
+fn masked(headers: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    headers
+        .into_iter()
+        .map(|(name, value)| match stored_headers::is_credential(&name) {
+            true => (name, Secret::new(value).hint()),
+            false => (name, value),
+        })
+        .collect()
 }
 
 /// A destination's signing secrets.
@@ -254,8 +280,13 @@ pub(crate) async fn create_destination(
     State(state): State<AdminState>,
     ApiJson(input): ApiJson<DestinationIn>,
 ) -> Result<(StatusCode, ApiJson<DestinationOut>), ApiError> {
-    let tenant = relay_store::tenants::get_tenant(&state.pool, auth.tenant_id).await?;
-    let max_window = tenant.limits().retry_window_seconds;
+    // The plan's count first: a tenant without room gets 403, not a validation error or a DNS wait.
+    let limits =
+        crate::quota::precheck_count_limit(&state.pool, auth.tenant_id, crate::quota::Counted::Destinations)
+            .await?;
+    let max_window = limits.retry_window_seconds;
+    let headers = input.headers.unwrap_or_default();
+    checks::check_headers(&headers)?;
     let source_ids = input.source_ids.as_deref().map(checks::parse_source_ids).transpose()?;
     let mut draft = DestinationUpdate {
         url: String::new(),
@@ -263,7 +294,7 @@ pub(crate) async fn create_destination(
         source_ids,
         event_types: input.event_types.unwrap_or_else(|| vec!["*".to_owned()]),
         device_ids: input.device_ids,
-        headers: input.headers.unwrap_or_default(),
+        headers: stored_headers::seal(&state.master_key, &headers),
         enabled: input.enabled.unwrap_or(true),
         disabled_reason: None,
         timeout_ms: input.timeout_ms.map_or(10_000, to_i32),
@@ -286,7 +317,7 @@ pub(crate) async fn create_destination(
         source_ids: draft.source_ids,
         event_types: draft.event_types,
         device_ids: draft.device_ids,
-        headers: draft.headers,
+        headers: draft.headers.plain,
         enabled: draft.enabled,
         timeout_ms: draft.timeout_ms,
         rate_limit_per_second: draft.rate_limit_per_second,
@@ -298,10 +329,11 @@ pub(crate) async fn create_destination(
     };
     let mut tx = crate::db::begin(&state.pool).await?;
     crate::quota::check_count_limit(&mut tx, auth.tenant_id, crate::quota::Counted::Destinations).await?;
-    let row = store::insert_destination(&mut *tx, &new).await?;
+    let row =
+        store::insert_destination_with_sealed_headers(&mut *tx, &new, draft.headers.sealed.as_deref()).await?;
     crate::db::commit(tx).await?;
     tracing::info!(tenant.id = %auth.tenant_id, destination.id = %DestinationId::from_uuid(row.id), "destination created");
-    let mut out = DestinationOut::from(&row);
+    let mut out = DestinationOut::new(&state.master_key, &row)?;
     out.signing_secret = Some(secret.as_secret().expose().to_owned());
     Ok((StatusCode::CREATED, ApiJson(out)))
 }
@@ -318,12 +350,9 @@ pub(crate) async fn list_destinations(
 ) -> Result<ApiJson<Page<DestinationOut>>, ApiError> {
     let page = PageRequest::<DestinationId>::new(q.limit, q.cursor.as_deref())?;
     let rows = store::list_destinations(&state.pool, auth.tenant_id, page.before, page.fetch()).await?;
-    Ok(ApiJson(Page::from_rows(
-        rows,
-        page.limit,
-        |r| DestinationId::from_uuid(r.id),
-        |r| DestinationOut::from(&r),
-    )))
+    let shown: Vec<DestinationOut> =
+        rows.iter().map(|r| DestinationOut::new(&state.master_key, r)).collect::<Result<_, _>>()?;
+    Ok(ApiJson(Page::from_rows(shown, page.limit, |d| d.id.clone(), |d| d)))
 }
 
 /// Gets a destination (without its secret).
@@ -340,7 +369,7 @@ pub(crate) async fn get_destination(
     let id: DestinationId = path_id(&id, NOT_FOUND)?;
     let row =
         store::get_destination(&state.pool, auth.tenant_id, id).await.map_err(or_not_found(NOT_FOUND))?;
-    Ok(ApiJson(DestinationOut::from(&row)))
+    Ok(ApiJson(DestinationOut::new(&state.master_key, &row)?))
 }
 
 /// Changes a destination; `enabled: true` re-enables it and its waiting deliveries flow again.
@@ -370,6 +399,14 @@ pub(crate) async fn update_destination(
     if let Some(ids) = &source_ids {
         check_sources_exist(&state, auth.tenant_id, ids).await?;
     }
+    // A new header map replaces the old one whole, credentials included.
+    let headers = match &patch.headers {
+        Some(headers) => {
+            checks::check_headers(headers)?;
+            Some(stored_headers::seal(&state.master_key, headers))
+        }
+        None => None,
+    };
     let tenant = relay_store::tenants::get_tenant(&state.pool, auth.tenant_id).await?;
     let mut tx = crate::db::begin(&state.pool).await?;
     let row = store::lock_destination(&mut *tx, auth.tenant_id, id).await.map_err(or_not_found(NOT_FOUND))?;
@@ -380,7 +417,8 @@ pub(crate) async fn update_destination(
             .unwrap_or_else(|| row.source_ids.map(|ids| ids.into_iter().map(SourceId::from_uuid).collect())),
         event_types: patch.event_types.unwrap_or(row.event_types),
         device_ids: patch.device_ids.unwrap_or(row.device_ids),
-        headers: patch.headers.unwrap_or(row.headers.0),
+        headers: headers
+            .unwrap_or_else(|| StoredHeaders { plain: row.headers.0, sealed: row.sealed_headers }),
         enabled: patch.enabled.unwrap_or(row.enabled),
         disabled_reason: Some(DISABLED_BY_TENANT.to_owned()),
         timeout_ms: patch.timeout_ms.map_or(row.timeout_ms, to_i32),
@@ -399,7 +437,7 @@ pub(crate) async fn update_destination(
         store::update_destination(&mut *tx, auth.tenant_id, id, &u).await.map_err(or_not_found(NOT_FOUND))?;
     crate::db::commit(tx).await?;
     tracing::info!(tenant.id = %auth.tenant_id, destination.id = %id, enabled = row.enabled, "destination updated");
-    Ok(ApiJson(DestinationOut::from(&row)))
+    Ok(ApiJson(DestinationOut::new(&state.master_key, &row)?))
 }
 
 /// Deletes a destination; its pending deliveries fail at once.

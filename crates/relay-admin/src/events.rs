@@ -91,10 +91,10 @@ pub struct EventsQuery {
     /// WAPing's `eventId`.
     pub wap_event_id: Option<String>,
     /// Received at or after (RFC 3339).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::extract::utc_time::option")]
     pub since: Option<OffsetDateTime>,
     /// Received before (RFC 3339).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::extract::utc_time::option")]
     pub until: Option<OffsetDateTime>,
 }
 

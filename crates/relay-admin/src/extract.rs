@@ -136,3 +136,28 @@ where
 {
     <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
+
+/// RFC 3339 times read from requests, normalised to UTC. A time whose offset moves it outside
+/// the years 0000 to 9999 in UTC (`9999-12-31T23:59:59-23:59`) is refused like a malformed one:
+/// the database, the id ranges and the responses work in UTC, where it has no RFC 3339 form.
+pub mod utc_time {
+    use time::{OffsetDateTime, UtcOffset};
+
+    fn to_utc<E: serde::de::Error>(t: OffsetDateTime) -> Result<OffsetDateTime, E> {
+        t.checked_to_offset(UtcOffset::UTC)
+            .filter(|t| (0..=9999).contains(&t.year()))
+            .ok_or_else(|| E::custom("a time out of range in UTC (years 0000 to 9999)"))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        to_utc(time::serde::rfc3339::deserialize(d)?)
+    }
+
+    pub mod option {
+        use time::OffsetDateTime;
+
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+            time::serde::rfc3339::option::deserialize(d)?.map(super::to_utc).transpose()
+        }
+    }
+}

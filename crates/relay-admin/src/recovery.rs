@@ -60,10 +60,10 @@ pub enum ReplayStatus {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayIn {
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::extract::utc_time")]
     pub since: OffsetDateTime,
     /// Default: now.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::extract::utc_time::option")]
     pub until: Option<OffsetDateTime>,
     /// Default `failed`.
     pub status: Option<ReplayStatus>,

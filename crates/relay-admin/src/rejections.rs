@@ -75,7 +75,7 @@ pub struct RejectionsQuery {
     /// The problem code, e.g. `invalid_signature`.
     pub reason: Option<String>,
     /// Received at or after (RFC 3339).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::extract::utc_time::option")]
     pub since: Option<OffsetDateTime>,
 }
 

@@ -137,6 +137,7 @@ pub(crate) async fn create_source(
     State(state): State<AdminState>,
     ApiJson(input): ApiJson<SourceIn>,
 ) -> Result<(StatusCode, ApiJson<SourceOut>), ApiError> {
+    crate::quota::precheck_count_limit(&state.pool, auth.tenant_id, crate::quota::Counted::Sources).await?;
     let name = validate_name("name", &input.name)?;
     let verification: Verification = input.verification.map(Into::into).unwrap_or_default();
     let secret = input.secret.map(Secret::new);

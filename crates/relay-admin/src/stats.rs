@@ -67,7 +67,7 @@ pub(crate) async fn get_current_tenant(
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
     /// Start of the window (RFC 3339; default 24 hours ago).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::extract::utc_time::option")]
     pub since: Option<OffsetDateTime>,
 }
 

@@ -1,5 +1,6 @@
 //! A destination made ready for attempts: its URL parsed and judged, its secrets opened, its
-//! custom headers filtered, its retry policy capped by the tenant's plan.
+//! custom headers (the plain ones and the sealed credential-like ones) opened and filtered, its
+//! retry policy capped by the tenant's plan.
 //!
 //! Invariant: custom headers can never set or override the relay's own headers, nor hop-by-hop
 //! or framing headers; a URL whose host the policy refuses is kept, but every attempt to it is
@@ -74,13 +75,14 @@ pub(crate) fn prepare(
     {
         secrets.push(open_secret(key, previous)?);
     }
+    let headers = row.custom_headers(key).map_err(|e| format!("custom headers: {e}"))?;
     let window = u64::try_from(row.window_seconds).unwrap_or(1).min(u64::from(limits.retry_window_seconds));
     Ok(Prepared {
         id: DestinationId::from_uuid(row.id),
         tenant_id: TenantId::from_uuid(row.tenant_id),
         url: dest.url,
         blocked,
-        custom_headers: custom_headers(row.headers.0.iter()),
+        custom_headers: custom_headers(headers.iter()),
         secrets,
         timeout: Duration::from_millis(u64::try_from(row.timeout_ms).unwrap_or(10_000).clamp(1, 30_000)),
         policy: RetryPolicy {
@@ -138,5 +140,58 @@ mod tests {
         let map = custom_headers(given.iter().map(|(a, b)| (a, b)));
         let names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-team", "authorization"]);
+    }
+
+    fn row(key: &MasterKey, headers: &std::collections::BTreeMap<String, String>) -> DestinationRow {
+        let stored = relay_store::destinations::headers::seal(key, headers);
+        let now = OffsetDateTime::now_utc();
+        DestinationRow {
+            id: uuid::Uuid::now_v7(),
+            tenant_id: uuid::Uuid::now_v7(),
+            url: "https://8.8.8.8/hook".to_owned(),
+            description: None,
+            source_ids: None,
+            event_types: vec!["*".to_owned()],
+            device_ids: None,
+            headers: sqlx::types::Json(stored.plain),
+            sealed_headers: stored.sealed,
+            enabled: true,
+            disabled_reason: None,
+            disabled_at: None,
+            timeout_ms: 10_000,
+            rate_limit_per_second: None,
+            max_in_flight: 16,
+            initial_delay_ms: 5_000,
+            max_delay_ms: 3_600_000,
+            window_seconds: 86_400,
+            signing_secret: key.seal(WebhookSecret::generate().as_secret()),
+            previous_signing_secret: None,
+            previous_signing_secret_expires_at: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn sealed_credential_headers_are_sent_in_full() {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
+        let headers = [("Authorization", "Bearer sk_live_abcdefgh1234"), ("X-Team", "payments")]
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        let row = row(&key, &headers);
+        assert!(row.sealed_headers.is_some() && !row.headers.0.contains_key("Authorization"));
+        let limits = relay_core::plan::Plan::Pro.limits();
+        let prepared = prepare(&row, &limits, &key, false, OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(prepared.custom_headers["authorization"], "Bearer sk_live_abcdefgh1234");
+        assert_eq!(prepared.custom_headers["x-team"], "payments");
+
+        // Headers sealed under another key make the destination unusable, like its secret would.
+        let other = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
+        let mut row = row;
+        row.sealed_headers = relay_store::destinations::headers::seal(&other, &headers).sealed;
+        let refused = prepare(&row, &limits, &key, false, OffsetDateTime::now_utc()).err().unwrap();
+        assert!(refused.starts_with("custom headers"), "{refused}");
     }
 }

@@ -1,7 +1,11 @@
-//! The `destinations` table: where a tenant's events fan out to, with filters, custom headers,
-//! a sealed signing secret, a retry policy and per-destination limits.
+//! The `destinations` table: where a tenant's events fan out to, with filters, custom headers
+//! (credential-like ones sealed, see [`headers`]), a sealed signing secret, a retry policy and
+//! per-destination limits.
+
+pub mod headers;
 
 use relay_core::filter::Filter;
+use relay_core::secret::{MasterKey, SecretError};
 use relay_core::{DestinationId, SourceId, TenantId};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgExecutor};
@@ -20,7 +24,10 @@ pub struct DestinationRow {
     pub source_ids: Option<Vec<Uuid>>,
     pub event_types: Vec<String>,
     pub device_ids: Option<Vec<String>>,
+    /// The ordinary custom headers (and, in rows written before sealing, credential-like ones).
     pub headers: Json<BTreeMap<String, String>>,
+    /// The credential-like custom headers, sealed (see [`headers`]).
+    pub sealed_headers: Option<Vec<u8>>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<OffsetDateTime>,
@@ -39,11 +46,23 @@ pub struct DestinationRow {
 }
 
 pub const DESTINATION_COLUMNS: &str = "id, tenant_id, url, description, source_ids, event_types, device_ids, \
-     headers, enabled, disabled_reason, disabled_at, timeout_ms, rate_limit_per_second, max_in_flight, \
+     headers, sealed_headers, enabled, disabled_reason, disabled_at, timeout_ms, rate_limit_per_second, max_in_flight, \
      initial_delay_ms, max_delay_ms, window_seconds, signing_secret, previous_signing_secret, \
      previous_signing_secret_expires_at, failing_since, created_at, updated_at";
 
-/// A new destination, validated by the caller.
+impl DestinationRow {
+    /// Every custom header, with the sealed ones opened: what deliveries carry.
+    pub fn custom_headers(
+        &self,
+        key: &MasterKey,
+    ) -> std::result::Result<BTreeMap<String, String>, SecretError> {
+        headers::open(key, &self.headers.0, self.sealed_headers.as_deref())
+    }
+}
+
+/// A new destination, validated by the caller. `headers` are stored in clear: a caller with
+/// credential-like headers splits them with [`headers::seal`] and passes the sealed part to
+/// [`insert_destination_with_sealed_headers`].
 #[derive(Debug, Clone)]
 pub struct NewDestination {
     pub tenant_id: TenantId,
@@ -63,12 +82,23 @@ pub struct NewDestination {
     pub signing_secret: Vec<u8>,
 }
 
+/// Inserts a destination without sealed headers.
 pub async fn insert_destination(db: impl PgExecutor<'_>, new: &NewDestination) -> Result<DestinationRow> {
+    insert_destination_with_sealed_headers(db, new, None).await
+}
+
+/// Inserts a destination whose credential-like headers are `sealed_headers` (from
+/// [`headers::seal`]); `new.headers` holds the ordinary ones.
+pub async fn insert_destination_with_sealed_headers(
+    db: impl PgExecutor<'_>,
+    new: &NewDestination,
+    sealed_headers: Option<&[u8]>,
+) -> Result<DestinationRow> {
     let sql = sqlx::AssertSqlSafe(format!(
         "INSERT INTO destinations (id, tenant_id, url, description, source_ids, event_types, device_ids, \
          headers, enabled, timeout_ms, rate_limit_per_second, max_in_flight, initial_delay_ms, max_delay_ms, \
-         window_seconds, signing_secret) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         window_seconds, signing_secret, sealed_headers) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          RETURNING {DESTINATION_COLUMNS}"
     ));
     let source_ids: Option<Vec<Uuid>> =
@@ -90,6 +120,7 @@ pub async fn insert_destination(db: impl PgExecutor<'_>, new: &NewDestination) -
         .bind(new.max_delay_ms)
         .bind(new.window_seconds)
         .bind(&new.signing_secret)
+        .bind(sealed_headers)
         .fetch_one(db)
         .await?;
     Ok(row)
@@ -211,7 +242,8 @@ pub struct DestinationUpdate {
     pub source_ids: Option<Vec<SourceId>>,
     pub event_types: Vec<String>,
     pub device_ids: Option<Vec<String>>,
-    pub headers: BTreeMap<String, String>,
+    /// The custom headers as stored (split by [`headers::seal`]).
+    pub headers: headers::StoredHeaders,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub timeout_ms: i32,
@@ -230,7 +262,7 @@ pub async fn update_destination(
 ) -> Result<DestinationRow> {
     let sql = sqlx::AssertSqlSafe(format!(
         "UPDATE destinations SET url = $3, description = $4, source_ids = $5, event_types = $6, \
-         device_ids = $7, headers = $8, timeout_ms = $10, rate_limit_per_second = $11, \
+         device_ids = $7, headers = $8, sealed_headers = $17, timeout_ms = $10, rate_limit_per_second = $11, \
          max_in_flight = $12, initial_delay_ms = $13, max_delay_ms = $14, window_seconds = $15, \
          disabled_at = CASE WHEN $9 THEN NULL WHEN enabled THEN now() ELSE disabled_at END, \
          disabled_reason = CASE WHEN $9 THEN NULL WHEN enabled THEN $16 ELSE disabled_reason END, \
@@ -248,7 +280,7 @@ pub async fn update_destination(
         .bind(source_ids)
         .bind(&u.event_types)
         .bind(u.device_ids.as_ref())
-        .bind(Json(&u.headers))
+        .bind(Json(&u.headers.plain))
         .bind(u.enabled)
         .bind(u.timeout_ms)
         .bind(u.rate_limit_per_second)
@@ -257,6 +289,7 @@ pub async fn update_destination(
         .bind(u.max_delay_ms)
         .bind(u.window_seconds)
         .bind(u.disabled_reason.as_deref())
+        .bind(u.headers.sealed.as_deref())
         .fetch_optional(db)
         .await?;
     row.ok_or(crate::StoreError::NotFound)

@@ -15,14 +15,16 @@ use uuid::Uuid;
 /// How far an id's embedded time may differ from its row's timestamp column.
 pub const CLOCK_MARGIN: Duration = Duration::minutes(10);
 
-/// The smallest UUIDv7 that could have been minted at `t - CLOCK_MARGIN`.
+/// The smallest UUIDv7 that could have been minted at `t - CLOCK_MARGIN`; the nil UUID when that
+/// instant is before the calendar's start (`t` comes from user input, so it may be any date).
 pub fn id_floor(t: OffsetDateTime) -> Uuid {
-    v7_bound(t - CLOCK_MARGIN, 0x00)
+    t.checked_sub(CLOCK_MARGIN).map_or(Uuid::nil(), |t| v7_bound(t, 0x00))
 }
 
-/// The largest UUIDv7 that could have been minted at `t + CLOCK_MARGIN`.
+/// The largest UUIDv7 that could have been minted at `t + CLOCK_MARGIN`; the max UUID when that
+/// instant is past the calendar's end.
 pub fn id_ceiling(t: OffsetDateTime) -> Uuid {
-    v7_bound(t + CLOCK_MARGIN, 0xff)
+    t.checked_add(CLOCK_MARGIN).map_or(Uuid::max(), |t| v7_bound(t, 0xff))
 }
 
 fn v7_bound(t: OffsetDateTime, fill: u8) -> Uuid {
@@ -107,5 +109,17 @@ mod tests {
         assert!(id_ceiling(now) > id);
         assert!(id_ceiling(now - Duration::hours(1)) < id);
         assert!(id_floor(now + Duration::hours(1)) > id);
+    }
+
+    #[test]
+    fn bounds_saturate_at_the_ends_of_the_calendar() {
+        let last = time::PrimitiveDateTime::MAX.assume_utc();
+        let first = time::PrimitiveDateTime::MIN.assume_utc();
+        let id = Uuid::now_v7();
+        assert_eq!(id_ceiling(last), Uuid::max());
+        assert_eq!(id_floor(first), Uuid::nil());
+        assert!(id_floor(last) > id && id_ceiling(first) < id);
+        // Before the Unix epoch no UUIDv7 exists: the bounds clamp to its start.
+        assert!(id_ceiling(first) < Uuid::from_u128(1 << 80));
     }
 }

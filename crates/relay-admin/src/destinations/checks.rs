@@ -84,7 +84,8 @@ pub(crate) fn parse_source_ids(ids: &[String]) -> Result<Vec<SourceId>, ApiError
         .collect()
 }
 
-fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
+/// Checks a custom header map as given by the tenant (before credential-like values are sealed).
+pub(crate) fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if headers.len() > MAX_HEADERS {
         return Err(ApiError::validation(format!("headers: at most {MAX_HEADERS} headers")));
     }
@@ -99,6 +100,11 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
         {
             return Err(ApiError::validation(format!(
                 "headers.{name}: set by the relay; cannot be overridden"
+            )));
+        }
+        if value.starts_with('…') {
+            return Err(ApiError::validation(format!(
+                "headers.{name}: `…` marks a masked value; send the full value (headers are replaced whole)"
             )));
         }
         if value.len() > 1024 || !value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
@@ -117,7 +123,8 @@ fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, min: T, max: T
     Ok(())
 }
 
-/// Checks the settings a destination would have after a create or a patch. `max_window` is the
+/// Checks the settings a destination would have after a create or a patch (its headers are
+/// checked by [`check_headers`] before they are sealed). `max_window` is the
 /// plan's retry window; it is enforced only when `window_changed` (a plan downgrade does not make
 /// unrelated edits fail).
 pub(crate) fn check_settings(
@@ -142,7 +149,6 @@ pub(crate) fn check_settings(
             return Err(ApiError::validation(format!("device_ids[{i}]: must be 1 to 256 characters")));
         }
     }
-    check_headers(&u.headers)?;
     in_range("timeout_ms", u.timeout_ms, 1, 30_000)?;
     if let Some(rate) = u.rate_limit_per_second {
         in_range("rate_limit_per_second", rate, 1, 100_000)?;

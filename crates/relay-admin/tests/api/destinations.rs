@@ -23,7 +23,7 @@ async fn create_destination_returns_its_signing_secret_once(pool: PgPool) {
     relay_core::secret::WebhookSecret::parse(&secret).unwrap();
     assert_eq!(res.body["source_ids"], json!([src.to_string()]));
     assert_eq!(res.body["event_types"], json!(["message.*"]));
-    assert_eq!(res.body["headers"], json!({"Authorization": "Bearer crm"}));
+    assert_eq!(res.body["headers"], json!({"Authorization": "…"}), "a credential is never shown");
     assert_eq!(
         res.body["retry_policy"],
         json!({"initial_delay_ms": 1000, "max_delay_ms": 60000, "window_seconds": 3600})
@@ -250,4 +250,94 @@ async fn rotating_the_signing_secret_keeps_the_previous_one_signing(pool: PgPool
     assert!(res.detail().starts_with("previous_valid_seconds"));
     let res = app.post(&format!("{path}/rotate"), &t.token, json!({"grace": 1})).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
+}
+
+/// The whole stored row as text: what a database dump or a read replica would show.
+async fn stored_row(app: &TestApp, id: &str) -> String {
+    let id: relay_core::DestinationId = id.parse().unwrap();
+    sqlx::query_scalar("SELECT d::text FROM destinations d WHERE id = $1")
+        .bind(id.uuid())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn credential_headers_are_masked_in_output_and_encrypted_at_rest(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let t = app.tenant("pro").await;
+    let bearer = "Bearer sk_live_abcdefgh1234";
+    let api_key = "key-0123456789wxyz";
+    let headers = json!({"Authorization": bearer, "X-Api-Key": api_key, "Cookie": "sid=s3cr3t",
+        "X-Session-Id": "sess-42", "X-Team": "payments"});
+    let masked = json!({"Authorization": "…1234", "X-Api-Key": "…wxyz", "Cookie": "…",
+        "X-Session-Id": "…", "X-Team": "payments"});
+    let res = app.post("/v1/destinations", &t.token, json!({"url": PUBLIC_URL, "headers": headers})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    assert_eq!(res.body["headers"], masked);
+    let id = res.id();
+    let path = format!("/v1/destinations/{id}");
+    let secrets = [bearer, api_key, "sid=s3cr3t", "sess-42"];
+    let shown = [
+        app.get(&path, &t.token).await.body,
+        app.get("/v1/destinations", &t.token).await.body,
+        app.patch(&path, &t.token, json!({"description": "CRM"})).await.body,
+        app.get(&format!("{path}/secret"), &t.token).await.body,
+    ];
+    for body in &shown {
+        for secret in secrets {
+            assert!(!body.to_string().contains(secret), "{secret} leaked in {body}");
+        }
+    }
+    assert_eq!(shown[0]["headers"], masked);
+    assert_eq!(shown[1]["data"][0]["headers"], masked);
+    assert_eq!(shown[2]["headers"], masked, "a patch without `headers` keeps them");
+    let row = stored_row(&app, &id).await;
+    for secret in [bearer, "sk_live_abcdefgh1234", api_key, "s3cr3t", "sess-42"] {
+        assert!(!row.contains(secret), "{secret} stored in clear: {row}");
+    }
+    assert!(row.contains("payments"), "ordinary headers stay readable: {row}");
+
+    // Echoing a masked value back is refused rather than stored in place of the credential.
+    let res = app.patch(&path, &t.token, json!({"headers": masked})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_error"));
+    assert!(res.detail().starts_with("headers.Authorization"), "{}", res.detail());
+    // A patch with `headers` replaces the whole map.
+    let res = app.patch(&path, &t.token, json!({"headers": {"X-Token": "tok-9876543210mnop"}})).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    assert_eq!(res.body["headers"], json!({"X-Token": "…mnop"}));
+    let row = stored_row(&app, &id).await;
+    assert!(!row.contains("tok-9876543210mnop") && !row.contains("payments"), "{row}");
+    let res = app.patch(&path, &t.token, json!({"headers": {}})).await;
+    assert_eq!(res.body["headers"], json!({}));
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_plan_without_room_answers_plan_limit_before_validation(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let free = app.tenant("free").await;
+    for body in [
+        json!({"url": PUBLIC_URL}),
+        json!({"url": "http://127.0.0.1/hook", "timeout_ms": 0}),
+        json!({"url": "https://no-such-host.invalid/hook"}),
+        json!({"url": PUBLIC_URL, "retry_policy": {"window_seconds": 999_999_999}}),
+    ] {
+        let res = app.post("/v1/destinations", &free.token, body.clone()).await;
+        assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "plan_limit"), "{body}: {:?}", res.body);
+    }
+    let res = app.post("/v1/sources", &free.token, json!({"name": "", "secret": "x"})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "plan_limit"), "{:?}", res.body);
+
+    // At the plan's count, the same: no DNS lookup or field check comes first.
+    let t = app.tenant("starter").await;
+    app.source(&t).await;
+    for _ in 0..3 {
+        app.destination(&t, json!({})).await;
+    }
+    let res = app.post("/v1/destinations", &t.token, json!({"url": "https://no-such-host.invalid/"})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "plan_limit"));
+    let res = app.post("/v1/sources", &t.token, json!({"name": "", "verification": {"scheme": "bogus"}})).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "an unreadable body is still a 400");
+    let res = app.post("/v1/sources", &t.token, json!({"name": ""})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "plan_limit"));
 }

@@ -206,3 +206,103 @@ async fn rejections_list_with_filters(pool: PgPool) {
     let unique: HashSet<String> = ids(&all.body).into_iter().collect();
     assert_eq!(unique.len(), 2);
 }
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn dates_at_the_ends_of_the_calendar_answer_normally(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let t = app.tenant("pro").await;
+    let src = app.source(&t).await;
+    let dst = app.destination(&t, json!({})).await;
+    let evt = app.events(&t, src, 1, "message.received").await[0];
+    let dlv = app.delivery(&t, evt, dst).await;
+    app.finish(dlv, "failed").await;
+    let far = "9999-12-31T23:55:00Z";
+    let early = "0000-01-01T00:00:00Z";
+    for (path, found) in [
+        (format!("/v1/events?until={far}"), 1),
+        (format!("/v1/events?since={early}&until={far}"), 1),
+        (format!("/v1/events?since={far}"), 0),
+        (format!("/v1/events?until={early}"), 0),
+        (format!("/v1/deliveries?since={early}&until={far}"), 1),
+        (format!("/v1/deliveries?since={far}"), 0),
+        (format!("/v1/rejections?since={early}"), 0),
+        (format!("/v1/rejections?since={far}"), 0),
+    ] {
+        let res = app.get(&path, &t.token).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}: {:?}", res.body);
+        assert_eq!(res.body["data"].as_array().unwrap().len(), found, "{path}");
+    }
+    let stats = app.get(&format!("/v1/stats?since={early}"), &t.token).await;
+    assert_eq!(stats.status, StatusCode::OK, "{:?}", stats.body);
+    // An offset that moves the instant past the calendar's end is refused or answered, never a 500.
+    for query in ["until=9999-12-31T23:59:59-23:59", "since=0000-01-01T00:00:00%2B23:59"] {
+        for list in ["events", "deliveries", "rejections", "stats"] {
+            let res = app.get(&format!("/v1/{list}?{query}"), &t.token).await;
+            assert!(matches!(res.status, StatusCode::OK | StatusCode::BAD_REQUEST), "{list}?{query}: {res:?}");
+        }
+    }
+    let res = app.get("/v1/events?until=9999-12-31T23:59:59-23:59", &t.token).await;
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid_query"));
+    assert!(res.detail().contains("until") && res.detail().contains("out of range"), "{}", res.detail());
+
+    let replay = format!("/v1/destinations/{dst}/replay");
+    let res = app.post(&replay, &t.token, json!({"since": early, "until": far})).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{:?}", res.body);
+    assert_eq!(res.body["queued"], 1);
+    let res = app.post(&replay, &t.token, json!({"since": "9999-12-31T23:50:00Z", "until": far})).await;
+    assert_eq!((res.status, &res.body["queued"]), (StatusCode::ACCEPTED, &json!(0)));
+    let res = app.post(&replay, &t.token, json!({"since": early, "until": "9999-12-31T23:59:59-23:59"})).await;
+    assert!(res.status.is_client_error(), "{res:?}");
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn events_by_wap_event_id_use_their_index_and_page(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let t = app.tenant("pro").await;
+    let a = app.source(&t).await;
+    let b = app.source(&t).await;
+    // A long history: 20 000 events of this tenant.
+    sqlx::query(
+        "INSERT INTO events (id, tenant_id, source_id, wap_event_id, type, \"timestamp\", body) \
+         SELECT gen_random_uuid(), $1, $2, 'hist_' || n, 'message.received', now(), '{}' \
+         FROM generate_series(1, 20000) n",
+    )
+    .bind(t.id.uuid())
+    .bind(a.uuid())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // WAPing's ids are unique per source only: the same one may arrive through two sources.
+    let mut expected = Vec::new();
+    for src in [a, b] {
+        let e = relay_store::events::NewEvent {
+            id: relay_core::EventId::new(),
+            tenant_id: t.id,
+            source_id: src,
+            wap_event_id: "evt_twice".to_owned(),
+            event_type: "message.received".to_owned(),
+            device_id: None,
+            timestamp: time::OffsetDateTime::now_utc(),
+            body: br#"{"eventId":"evt_twice"}"#.to_vec().into(),
+        };
+        expected.extend(relay_store::events::insert_events(&app.pool, &[e]).await.unwrap());
+    }
+    sqlx::query("ANALYZE events").execute(&app.pool).await.unwrap();
+
+    let first = app.get("/v1/events?wap_event_id=evt_twice&limit=1", &t.token).await;
+    assert_eq!(ids(&first.body), [expected[1].to_string()]);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = app.get(&format!("/v1/events?wap_event_id=evt_twice&limit=1&cursor={cursor}"), &t.token).await;
+    assert_eq!(ids(&second.body), [expected[0].to_string()]);
+    assert!(second.body["next_cursor"].is_null());
+    let other = app.tenant("pro").await;
+    assert_eq!(app.get("/v1/events?wap_event_id=evt_twice", &other.token).await.body["data"], json!([]));
+
+    let filter = relay_store::events::EventFilter {
+        wap_event_id: Some("evt_twice".to_owned()),
+        ..Default::default()
+    };
+    let plan = relay_store::events::explain_list_events(&app.pool, t.id, &filter, None, 51).await.unwrap();
+    assert!(plan.contains("events_tenant_wap_event"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+}
