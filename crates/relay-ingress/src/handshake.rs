@@ -20,7 +20,8 @@ pub async fn get_handshake(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let source = lookup_source(&state, &raw_id).await?.source;
+    let found = lookup_source(&state, &raw_id).await?;
+    let source = &found.source;
     let param = |a: &str, b: &str| params.get(a).or_else(|| params.get(b)).map(String::as_str);
     let refused = |detail: &str| ApiError::new(StatusCode::FORBIDDEN, "invalid_verify_token", detail);
     let outcome = (|| {
@@ -45,7 +46,7 @@ pub async fn get_handshake(
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response())
         }
         Err(error) => {
-            rejection::record(&state, &source, &headers, b"", &error).await;
+            rejection::record(&state, source, &headers, b"", &error).await;
             Err(error)
         }
     }

@@ -1,6 +1,7 @@
 //! `POST /v1/ingest/{source_id}`: one WAPing event, checked in the contract's order of work and
 //! stored through the group-commit writer. Every refusal with a known source is recorded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -17,7 +18,7 @@ use relay_core::verify;
 use relay_http::ApiError;
 use relay_store::events::NewEvent;
 use relay_store::rejections::BODY_PREFIX_BYTES;
-use relay_store::sources::{self, IngestSource};
+use relay_store::sources::IngestSource;
 use relay_store::{StoreError, tenants::TenantStatus};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -42,9 +43,9 @@ fn source_not_found() -> ApiError {
 }
 
 /// The live source named by the path, with its tenant.
-pub async fn lookup_source(state: &IngressState, raw_id: &str) -> Result<IngestSource, ApiError> {
+pub async fn lookup_source(state: &IngressState, raw_id: &str) -> Result<Arc<IngestSource>, ApiError> {
     let id: SourceId = raw_id.parse().map_err(|_| source_not_found())?;
-    match sources::find_ingest_source(&state.inner.pool, id).await {
+    match state.inner.sources.get(&state.inner.pool, id).await {
         Ok(Some(found)) if found.source.deleted_at.is_none() => Ok(found),
         Ok(_) => Err(source_not_found()),
         Err(e) => Err(store_error(&e)),

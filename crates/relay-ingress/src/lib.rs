@@ -10,6 +10,7 @@ mod backlog;
 mod handshake;
 mod ingest;
 mod rejection;
+mod source_cache;
 pub mod writer;
 
 use std::sync::Arc;
@@ -28,11 +29,17 @@ pub struct IngressConfig {
     pub max_body_bytes: usize,
     /// How long a tenant's backlog count is reused before it is counted again.
     pub backlog_refresh: Duration,
+    /// Longest life of a cached source; changes announced by Postgres drop entries at once.
+    pub source_cache_ttl: Duration,
 }
 
 impl Default for IngressConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1_048_576, backlog_refresh: Duration::from_secs(1) }
+        Self {
+            max_body_bytes: 1_048_576,
+            backlog_refresh: Duration::from_secs(1),
+            source_cache_ttl: Duration::from_secs(60),
+        }
     }
 }
 
@@ -49,6 +56,7 @@ struct Inner {
     config: IngressConfig,
     writer: Writer,
     backlog: backlog::BacklogCache,
+    sources: Arc<source_cache::SourceCache>,
 }
 
 impl IngressState {
@@ -56,7 +64,9 @@ impl IngressState {
     pub fn new(pool: PgPool, redis: Redis, master_key: MasterKey, config: IngressConfig) -> Self {
         let writer = Writer::start(pool.clone(), redis.clone(), WriterConfig::default());
         let backlog = backlog::BacklogCache::new(config.backlog_refresh);
-        Self { inner: Arc::new(Inner { pool, redis, master_key, config, writer, backlog }) }
+        let sources = source_cache::SourceCache::new(config.source_cache_ttl);
+        tokio::spawn(sources.clone().watch(pool.clone()));
+        Self { inner: Arc::new(Inner { pool, redis, master_key, config, writer, backlog, sources }) }
     }
 }
 

@@ -96,12 +96,41 @@ async fn rotation_accepts_both_secrets_until_the_old_one_expires(pool: PgPool) {
     let sealed = h.master_key.seal(&Secret::new(newest));
     let past = OffsetDateTime::now_utc() - time::Duration::seconds(1);
     sources::rotate_source_secret(&h.pool, tenant, source, &sealed, "…-789", past).await.unwrap();
+    // The change reaches the ingress's source cache through Postgres NOTIFY, within moments.
     let b3 = event("evt_3");
+    eventually("the newest secret to be accepted", || async {
+        h.post_with(source, &b3, &[("x-wap-signature", &signed(newest, &b3))]).await.status() == 200
+    })
+    .await;
+    let b4 = event("evt_4");
     assert_eq!(
-        h.post_with(source, &b3, &[("x-wap-signature", &signed(new_secret, &b3))]).await.status(),
+        h.post_with(source, &b4, &[("x-wap-signature", &signed(new_secret, &b4))]).await.status(),
         401
     );
-    assert_eq!(h.post_with(source, &b3, &[("x-wap-signature", &signed(newest, &b3))]).await.status(), 200);
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_cached_source_follows_changes_made_elsewhere(pool: PgPool) {
+    let h = Harness::start(pool).await;
+    let (tenant, source) = h.setup(Plan::Starter).await;
+    // Requests until the source is surely cached (the cache works once its LISTEN is up).
+    for i in 0..20 {
+        assert_eq!(h.post_signed(source, &event(&format!("warm_{i}"))).await.status(), 200);
+    }
+    let update = relay_store::tenants::TenantUpdate {
+        status: Some(relay_store::tenants::TenantStatus::Suspended),
+        ..Default::default()
+    };
+    relay_store::tenants::update_tenant(&h.pool, tenant, &update).await.unwrap();
+    eventually("the suspension to reach ingest", || async {
+        h.post_signed(source, &event("after")).await.status() == 403
+    })
+    .await;
+    sources::delete_source(&h.pool, tenant, source).await.unwrap();
+    eventually("the deletion to reach ingest", || async {
+        h.post_signed(source, &event("after")).await.status() == 404
+    })
+    .await;
 }
 
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]

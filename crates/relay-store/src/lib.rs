@@ -27,4 +27,5 @@ pub mod tenants;
 
 pub use error::StoreError;
 pub use redis::Redis;
+pub use sqlx::postgres::PgListener;
 pub use sqlx::{PgPool, Postgres, Transaction};
