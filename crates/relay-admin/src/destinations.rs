@@ -77,7 +77,7 @@ pub struct DestinationIn {
     /// Only events from these devices (default: all).
     pub device_ids: Option<Vec<String>>,
     /// Extra request headers; the relay's own headers cannot be overridden. Credential-like ones
-    /// (see `Destination.headers`) are stored encrypted and never shown again in full.
+    /// (see `DestinationOut.headers`) are stored encrypted and never shown again in full.
     pub headers: Option<BTreeMap<String, String>>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -329,8 +329,8 @@ pub(crate) async fn create_destination(
     };
     let mut tx = crate::db::begin(&state.pool).await?;
     crate::quota::check_count_limit(&mut tx, auth.tenant_id, crate::quota::Counted::Destinations).await?;
-    let row =
-        store::insert_destination_with_sealed_headers(&mut *tx, &new, draft.headers.sealed.as_deref()).await?;
+    let row = store::insert_destination_with_sealed_headers(&mut *tx, &new, draft.headers.sealed.as_deref())
+        .await?;
     crate::db::commit(tx).await?;
     tracing::info!(tenant.id = %auth.tenant_id, destination.id = %DestinationId::from_uuid(row.id), "destination created");
     let mut out = DestinationOut::new(&state.master_key, &row)?;
@@ -417,8 +417,7 @@ pub(crate) async fn update_destination(
             .unwrap_or_else(|| row.source_ids.map(|ids| ids.into_iter().map(SourceId::from_uuid).collect())),
         event_types: patch.event_types.unwrap_or(row.event_types),
         device_ids: patch.device_ids.unwrap_or(row.device_ids),
-        headers: headers
-            .unwrap_or_else(|| StoredHeaders { plain: row.headers.0, sealed: row.sealed_headers }),
+        headers: headers.unwrap_or(StoredHeaders { plain: row.headers.0, sealed: row.sealed_headers }),
         enabled: patch.enabled.unwrap_or(row.enabled),
         disabled_reason: Some(DISABLED_BY_TENANT.to_owned()),
         timeout_ms: patch.timeout_ms.map_or(row.timeout_ms, to_i32),

@@ -156,7 +156,9 @@ pub mod utc_time {
     pub mod option {
         use time::OffsetDateTime;
 
-        pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<OffsetDateTime>, D::Error> {
             time::serde::rfc3339::option::deserialize(d)?.map(super::to_utc).transpose()
         }
     }

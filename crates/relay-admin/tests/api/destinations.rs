@@ -336,7 +336,8 @@ async fn a_plan_without_room_answers_plan_limit_before_validation(pool: PgPool) 
     }
     let res = app.post("/v1/destinations", &t.token, json!({"url": "https://no-such-host.invalid/"})).await;
     assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "plan_limit"));
-    let res = app.post("/v1/sources", &t.token, json!({"name": "", "verification": {"scheme": "bogus"}})).await;
+    let res =
+        app.post("/v1/sources", &t.token, json!({"name": "", "verification": {"scheme": "bogus"}})).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST, "an unreadable body is still a 400");
     let res = app.post("/v1/sources", &t.token, json!({"name": ""})).await;
     assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "plan_limit"));

@@ -238,7 +238,10 @@ async fn dates_at_the_ends_of_the_calendar_answer_normally(pool: PgPool) {
     for query in ["until=9999-12-31T23:59:59-23:59", "since=0000-01-01T00:00:00%2B23:59"] {
         for list in ["events", "deliveries", "rejections", "stats"] {
             let res = app.get(&format!("/v1/{list}?{query}"), &t.token).await;
-            assert!(matches!(res.status, StatusCode::OK | StatusCode::BAD_REQUEST), "{list}?{query}: {res:?}");
+            assert!(
+                matches!(res.status, StatusCode::OK | StatusCode::BAD_REQUEST),
+                "{list}?{query}: {res:?}"
+            );
         }
     }
     let res = app.get("/v1/events?until=9999-12-31T23:59:59-23:59", &t.token).await;
@@ -251,7 +254,8 @@ async fn dates_at_the_ends_of_the_calendar_answer_normally(pool: PgPool) {
     assert_eq!(res.body["queued"], 1);
     let res = app.post(&replay, &t.token, json!({"since": "9999-12-31T23:50:00Z", "until": far})).await;
     assert_eq!((res.status, &res.body["queued"]), (StatusCode::ACCEPTED, &json!(0)));
-    let res = app.post(&replay, &t.token, json!({"since": early, "until": "9999-12-31T23:59:59-23:59"})).await;
+    let res =
+        app.post(&replay, &t.token, json!({"since": early, "until": "9999-12-31T23:59:59-23:59"})).await;
     assert!(res.status.is_client_error(), "{res:?}");
 }
 
@@ -292,16 +296,15 @@ async fn events_by_wap_event_id_use_their_index_and_page(pool: PgPool) {
     let first = app.get("/v1/events?wap_event_id=evt_twice&limit=1", &t.token).await;
     assert_eq!(ids(&first.body), [expected[1].to_string()]);
     let cursor = first.body["next_cursor"].as_str().unwrap();
-    let second = app.get(&format!("/v1/events?wap_event_id=evt_twice&limit=1&cursor={cursor}"), &t.token).await;
+    let second =
+        app.get(&format!("/v1/events?wap_event_id=evt_twice&limit=1&cursor={cursor}"), &t.token).await;
     assert_eq!(ids(&second.body), [expected[0].to_string()]);
     assert!(second.body["next_cursor"].is_null());
     let other = app.tenant("pro").await;
     assert_eq!(app.get("/v1/events?wap_event_id=evt_twice", &other.token).await.body["data"], json!([]));
 
-    let filter = relay_store::events::EventFilter {
-        wap_event_id: Some("evt_twice".to_owned()),
-        ..Default::default()
-    };
+    let filter =
+        relay_store::events::EventFilter { wap_event_id: Some("evt_twice".to_owned()), ..Default::default() };
     let plan = relay_store::events::explain_list_events(&app.pool, t.id, &filter, None, 51).await.unwrap();
     assert!(plan.contains("events_tenant_wap_event"), "{plan}");
     assert!(!plan.contains("Seq Scan"), "{plan}");
