@@ -1,5 +1,6 @@
-//! The dispatcher's loop: wake up (notification, a freed slot, a limit that ends, or the poll
-//! interval), run a round, repeat; on shutdown, drain.
+//! The dispatcher's loop: wake up (notification, a freed slot, a written batch of outcomes, a
+//! limit that ends, or the poll interval), run a round, repeat at once while rounds claim work;
+//! on shutdown, drain.
 //!
 //! Invariants: the LISTEN is armed before the first query, so no wake-up is missed (and the poll
 //! covers a lost listener connection); a round is never interrupted half-way (the shutdown signal
@@ -47,7 +48,8 @@ pub(crate) struct Engine {
     /// The `max_in_flight` of every destination seen, to skip the full ones in the next query.
     pub(crate) max_in_flight: HashMap<Uuid, u32>,
     pub(crate) rotation: usize,
-    /// The last round left due work for lack of capacity: a freed slot is worth a new round.
+    /// The last round left due work for lack of capacity (slots, or room in the recorder's
+    /// backlog): a freed slot or a written batch is worth a new round.
     pub(crate) capacity_bound: bool,
 }
 
@@ -127,11 +129,15 @@ impl Engine {
             }
             let until = self.next_wake();
             let in_flight = self.ctx.in_flight.clone();
+            let drained = self.ctx.records.drained.clone();
             let capacity_bound = self.capacity_bound;
+            // Notifications that arrive while a round runs leave one stored wake-up (`Notify`
+            // keeps at most one), so a burst of them costs at most one more round.
             tokio::select! {
                 () = &mut shutdown => break,
                 () = wake.notified() => {}
                 () = in_flight.freed.notified(), if capacity_bound => {}
+                () = drained.notified(), if capacity_bound => {}
                 () = tokio::time::sleep_until(until) => {}
             }
         }

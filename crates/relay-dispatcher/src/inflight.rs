@@ -2,9 +2,10 @@
 //! (for `max_in_flight`), the leases being worked on (given back at shutdown), and the task that
 //! runs one attempt and hands its record to the recorder.
 //!
-//! Invariant: a lease stays in [`InFlight::leases`] until its record is queued, so at shutdown
-//! every row whose attempt did not finish is given back; the permit and the destination's count
-//! are released however the task ends (finished or cancelled).
+//! Invariant: a lease stays in [`InFlight::leases`] until its record is about to be queued, so at
+//! shutdown every row whose attempt did not finish is given back; the permit and the
+//! destination's count are released once the record is queued, or however else the task ends
+//! (cancelled).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use uuid::Uuid;
 use crate::attempt::{self, Payload};
 use crate::outcome;
 use crate::prepare::Prepared;
-use crate::recorder::RecordSender;
+use crate::recorder::Recorder;
 use crate::request::Outbound;
 
 pub(crate) struct InFlight {
@@ -106,7 +107,7 @@ impl Drop for Slot {
 /// What every attempt task shares.
 pub(crate) struct Context {
     pub client: reqwest::Client,
-    pub records: RecordSender,
+    pub records: Recorder,
     pub in_flight: Arc<InFlight>,
     pub cancel: CancellationToken,
 }
@@ -162,7 +163,8 @@ pub(crate) async fn run_attempt(
         gone,
     };
     lock(&ctx.in_flight.leases).remove(&claimed.id);
-    if ctx.records.send(record).is_err() {
+    // Waits while the recorder's queue is full, holding the slot: that is backpressure too.
+    if ctx.records.send(record).await.is_err() {
         tracing::error!(delivery.id = %claimed.id, "the recorder is gone; the attempt will be made again");
     }
 }

@@ -8,7 +8,8 @@
 //!   -> take limiter tokens (GCRA in Redis; a local governor limiter while Redis is down)
 //!   -> claim exactly that many rows per destination with a lease, commit
 //!   -> deliver concurrently (semaphore, per-destination max_in_flight), SSRF-checked client
-//!   -> record attempts and outcomes in batches (one statement per batch)
+//!   -> record attempts and outcomes in batches (one statement per batch, a few batches at once;
+//!      claims pause while recording is behind)
 //! ```
 //!
 //! The server binary calls [`run`]:
@@ -60,11 +61,13 @@ pub struct DispatcherConfig {
     pub allow_private_destinations: bool,
     /// Attempts in flight at once in this process.
     pub concurrency: usize,
-    /// Most rows claimed in one round, and most outcomes recorded in one statement.
+    /// Most rows claimed in one round, and most outcomes recorded in one statement. Claims pause
+    /// while more than 3 batches of outcomes wait to be recorded.
     pub batch_size: u32,
     /// The shortest lease of a claim. A claim holds a row for at least the destination's timeout
-    /// plus 5 s, so a slow attempt never outlives its lease; a crashed process's rows are due
-    /// again when their lease ends.
+    /// plus 15 s (5 s of margin, 10 s for the outcome's wait in the bounded recorder queue), so
+    /// neither a slow attempt nor its outcome outlives the lease; a crashed process's rows are
+    /// due again when their lease ends.
     pub lease_duration: Duration,
     /// How often to look for due work without a wake-up (retries, missed notifications).
     pub poll_interval: Duration,

@@ -1,19 +1,30 @@
 //! Batched recording of attempts: finished attempts queue here and are written in batches of up
-//! to `batch` records, one statement per batch (`relay_store::outcomes::record_attempts`), so
-//! recording costs a round trip per batch instead of per attempt.
+//! to `batch` records, one statement per batch (`relay_store::outcomes::record_attempts`), by
+//! [`WRITERS`] writers at once, so recording costs a round trip per batch instead of per attempt
+//! and keeps up with bursts and a slow database.
 //!
-//! Invariant: a batch is retried while Postgres is unavailable, for at most `give_up_after`
-//! (past that the rows' leases have ended and the attempts will be made again: at least once).
-//! The task ends when every sender is dropped and the queue is written.
+//! The queue is bounded, and its backlog (records queued or being written) is what the dispatch
+//! round asks [`Recorder::room`] about before claiming: while recording is behind, no more rows
+//! are claimed, so a record waits behind at most about `WRITERS` batches plus the attempts in
+//! flight, and its lease (which allows for that wait, see `round::lease_for`) is still held when
+//! it is written. A full queue also makes a finishing attempt wait, holding its slot.
+//!
+//! Invariants: an outcome is applied only by the lease holder (checked by the statement, so
+//! concurrent batches are safe); a batch is retried while Postgres is unavailable, for at most
+//! `give_up_after` (past that the rows' leases have ended and the attempts will be made again: at
+//! least once). The writers end when every sender is dropped and the queue is written.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use relay_store::PgPool;
 use relay_store::outcomes::{AttemptRecord, record_attempts};
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinHandle;
 
-pub(crate) type RecordSender = mpsc::UnboundedSender<AttemptRecord>;
+/// Batches written at once. Each holds a pool connection while it writes.
+pub(crate) const WRITERS: usize = 3;
 
 pub(crate) struct RecorderConfig {
     pub batch: usize,
@@ -21,16 +32,88 @@ pub(crate) struct RecorderConfig {
     pub give_up_after: Duration,
 }
 
-pub(crate) fn start(pool: PgPool, config: RecorderConfig) -> (RecordSender, JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (tx, tokio::spawn(run(pool, config, rx)))
+/// The sending side, shared by every attempt task.
+pub(crate) struct Recorder {
+    tx: mpsc::Sender<AttemptRecord>,
+    backlog: Arc<AtomicUsize>,
+    limit: usize,
+    /// Signalled whenever a batch is written and the backlog shrinks.
+    pub drained: Arc<Notify>,
 }
 
-async fn run(pool: PgPool, config: RecorderConfig, mut rx: mpsc::UnboundedReceiver<AttemptRecord>) {
-    let mut batch = Vec::with_capacity(config.batch);
-    while rx.recv_many(&mut batch, config.batch).await > 0 {
-        write(&pool, &config, &batch).await;
-        batch.clear();
+impl Recorder {
+    /// Queues a record; waits while the queue is full. `Err` only when the writers are gone.
+    pub async fn send(&self, record: AttemptRecord) -> Result<(), AttemptRecord> {
+        self.backlog.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(record).await.map_err(|e| {
+            self.backlog.fetch_sub(1, Ordering::AcqRel);
+            e.0
+        })
+    }
+
+    /// Records queued or being written.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Acquire)
+    }
+
+    /// How many more records may be produced before recording counts as behind.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.backlog())
+    }
+}
+
+/// Starts the writers; the handle ends when they all have.
+pub(crate) fn start(pool: PgPool, config: RecorderConfig) -> (Recorder, JoinHandle<()>) {
+    let config = Arc::new(config);
+    // `WRITERS` batches may be queued beyond the ones being written; past that the round stops
+    // claiming. The channel holds that plus slack for the attempts finishing meanwhile.
+    let limit = WRITERS * config.batch;
+    let (tx, rx) = mpsc::channel(2 * limit);
+    let rx = Arc::new(Mutex::new(rx));
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let drained = Arc::new(Notify::new());
+    let writers: Vec<JoinHandle<()>> = (0..WRITERS)
+        .map(|_| {
+            let writer = Writer {
+                pool: pool.clone(),
+                config: config.clone(),
+                rx: rx.clone(),
+                backlog: backlog.clone(),
+                drained: drained.clone(),
+            };
+            tokio::spawn(writer.run())
+        })
+        .collect();
+    let handle = tokio::spawn(async move {
+        for w in writers {
+            let _ = w.await;
+        }
+    });
+    (Recorder { tx, backlog, limit, drained }, handle)
+}
+
+struct Writer {
+    pool: PgPool,
+    config: Arc<RecorderConfig>,
+    rx: Arc<Mutex<mpsc::Receiver<AttemptRecord>>>,
+    backlog: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+}
+
+impl Writer {
+    async fn run(self) {
+        let mut batch = Vec::with_capacity(self.config.batch);
+        loop {
+            // One writer at a time takes a batch; the others write theirs meanwhile.
+            let got = self.rx.lock().await.recv_many(&mut batch, self.config.batch).await;
+            if got == 0 {
+                return;
+            }
+            write(&self.pool, &self.config, &batch).await;
+            batch.clear();
+            self.backlog.fetch_sub(got, Ordering::AcqRel);
+            self.drained.notify_one();
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! One dispatch round: find the destinations with due work, share the free capacity fairly, take
 //! limiter tokens, claim exactly that many rows per destination, start their attempts.
 //!
-//! Invariant: rows are claimed only for granted tokens and free slots, so a claimed row's attempt
-//! starts at once; tokens left unused because another process claimed the rows first are given
-//! back; tenants and destinations at their limit are skipped by the next queries until their
-//! next attempt conforms.
+//! Invariant: rows are claimed only for granted tokens, free slots and room in the recorder's
+//! backlog, so a claimed row's attempt starts at once and its outcome is recorded within its
+//! lease; tokens left unused because another process claimed the rows first are given back;
+//! tenants and destinations at their limit are skipped by the next queries until their next
+//! attempt conforms.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,8 +29,12 @@ use crate::share::share;
 /// A destination that cannot be used (bad stored URL, undecryptable secret) is looked at again
 /// after this long.
 const UNUSABLE_PAUSE: Duration = Duration::from_secs(60);
-/// A lease outlives the destination's timeout by at least this much.
+/// A lease outlives the destination's timeout by at least this much (reading the response,
+/// scheduling).
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// And by this much more for the outcome's wait in the recorder's queue: claims stop while that
+/// queue holds more than a few batches, so the wait is a few batch writes.
+const RECORDING_ALLOWANCE: Duration = Duration::from_secs(10);
 
 impl Engine {
     /// Returns whether it is worth running another round at once (it claimed something).
@@ -38,8 +43,15 @@ impl Engine {
         self.throttled_tenants.retain(|_, until| *until > now);
         self.throttled_destinations.retain(|_, until| *until > now);
         self.capacity_bound = false;
-        let free =
-            self.ctx.in_flight.permits.available_permits().min(self.config.batch_size.max(1) as usize) as u32;
+        // Recording behind counts like a lack of slots: claiming more would only queue outcomes
+        // that may outlive their leases.
+        let free = self
+            .ctx
+            .in_flight
+            .permits
+            .available_permits()
+            .min(self.config.batch_size.max(1) as usize)
+            .min(self.ctx.records.room()) as u32;
         if free == 0 {
             self.capacity_bound = true;
             return Ok(false);
@@ -208,7 +220,9 @@ fn ask(items: &[(Arc<Prepared>, u32)], members: &[usize], count: impl Fn(usize) 
     }
 }
 
+/// A lease long enough for the attempt and for its outcome to be recorded: counted from the
+/// claim, it covers the timeout, the margin, and the wait in the (bounded) recorder queue.
 fn lease_for(minimum: Duration, timeout: Duration) -> u32 {
-    let lease = minimum.max(timeout + LEASE_MARGIN);
+    let lease = minimum.max(timeout + LEASE_MARGIN + RECORDING_ALLOWANCE);
     u32::try_from(lease.as_millis()).unwrap_or(u32::MAX)
 }

@@ -3,17 +3,23 @@
 //! backlog gets no more than an equal share while others have due work, and an idle share is
 //! passed on to whoever can use it. Remainders rotate (`start`) so no tenant is always first.
 
+use std::collections::HashMap;
+
 use relay_core::TenantId;
 
 /// Shares `budget` over `wants` (one entry per destination, tagged with its tenant); returns the
 /// share of each entry, in order.
 pub(crate) fn share(budget: u32, wants: &[(TenantId, u32)], start: usize) -> Vec<u32> {
+    // Tenants in order of first appearance (so `start` rotates over a stable order), found by a
+    // map: linear in the number of destinations.
     let mut tenants: Vec<(TenantId, Vec<usize>)> = Vec::new();
+    let mut index: HashMap<TenantId, usize> = HashMap::with_capacity(wants.len());
     for (i, (tenant, _)) in wants.iter().enumerate() {
-        match tenants.iter_mut().find(|(t, _)| t == tenant) {
-            Some((_, members)) => members.push(i),
-            None => tenants.push((*tenant, vec![i])),
-        }
+        let k = *index.entry(*tenant).or_insert_with(|| {
+            tenants.push((*tenant, Vec::new()));
+            tenants.len() - 1
+        });
+        tenants[k].1.push(i);
     }
     let tenant_wants: Vec<u32> =
         tenants.iter().map(|(_, members)| members.iter().map(|&i| wants[i].1).sum()).collect();
@@ -83,6 +89,29 @@ mod tests {
         assert_eq!((s[0], s[1]), (40, 40));
         let s = share(30, &wants, 0);
         assert_eq!((s[0] + s[1], s[2]), (15, 15));
+    }
+
+    #[test]
+    fn tenants_keep_their_order_of_first_appearance() {
+        let (a, b) = (TenantId::new(), TenantId::new());
+        // Interleaved entries: the unit left over goes to the tenant at `start` in order of first
+        // appearance (a, then b), and within a tenant to its destination at `start`.
+        let wants = [(a, 5), (b, 5), (a, 5), (b, 5)];
+        assert_eq!(share(2, &wants, 0), [1, 1, 0, 0]);
+        assert_eq!(share(3, &wants, 0), [1, 1, 1, 0]);
+        assert_eq!(share(3, &wants, 1), [0, 1, 1, 1]);
+    }
+
+    #[test]
+    fn many_tenants_each_get_an_equal_share() {
+        let tenants: Vec<TenantId> = (0..5_000).map(|_| TenantId::new()).collect();
+        let wants: Vec<(TenantId, u32)> = (0..20_000).map(|i| (tenants[i % 5_000], 3)).collect();
+        let s = share(10_000, &wants, 7);
+        assert_eq!(s.iter().sum::<u32>(), 10_000);
+        // Every tenant gets its equal share of 2, spread over its destinations.
+        for t in 0..5_000 {
+            assert_eq!((0..4).map(|k| s[t + 5_000 * k]).sum::<u32>(), 2);
+        }
     }
 
     #[test]

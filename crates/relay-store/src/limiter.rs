@@ -1,5 +1,5 @@
 //! The shared throughput limiter (CONTRACT §4): GCRA in Redis, one atomic Lua script per tenant
-//! and round, on Redis's own clock (`TIME`), so every process of a fleet shares one limit per
+//! and round (all of a round's tenants in one pipeline, by EVALSHA), on Redis's own clock (`TIME`), so every process of a fleet shares one limit per
 //! tenant and per rate-limited destination whatever their clocks say.
 //!
 //! A round asks, per tenant, for up to `want` attempts to each of its due destinations; the
@@ -16,12 +16,12 @@ use std::time::Duration;
 use deadpool_redis::redis;
 use relay_core::{DestinationId, TenantId};
 
-use crate::redis::Redis;
+use crate::redis::{LuaScript, Redis, ScriptCall};
 
 /// GCRA over a tenant and its destinations. Times are microseconds of Redis's clock; a key holds
 /// the theoretical arrival time (TAT) of its next request. An interval of 0 means "unlimited"
 /// for a destination and "paused" for a tenant (a plan without deliveries).
-const SCRIPT: &str = r#"
+const SCRIPT_SOURCE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = #KEYS - 1
@@ -124,19 +124,21 @@ fn interval_us(rate_per_second: u32) -> u64 {
     if rate_per_second == 0 { 0 } else { (1_000_000 / u64::from(rate_per_second)).max(1) }
 }
 
-fn invocation(redis: &Redis, mode: &str, ask: &TenantAsk) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(SCRIPT).arg(1 + ask.destinations.len());
-    cmd.arg(redis.key(&format!("gcra:tenant:{}", ask.tenant.uuid().simple())));
+/// Run by hash (EVALSHA) once Redis knows it: a round sends keys and numbers, not the source.
+static SCRIPT: LuaScript = LuaScript::new(SCRIPT_SOURCE);
+
+fn invocation(redis: &Redis, mode: &str, ask: &TenantAsk) -> ScriptCall {
+    let mut call = ScriptCall::default();
+    call.key(redis.key(&format!("gcra:tenant:{}", ask.tenant.uuid().simple())));
     for d in &ask.destinations {
-        cmd.arg(redis.key(&format!("gcra:destination:{}", d.destination.uuid().simple())));
+        call.key(redis.key(&format!("gcra:destination:{}", d.destination.uuid().simple())));
     }
-    cmd.arg(mode).arg(interval_us(ask.rate_per_second)).arg(ask.burst.max(1));
+    call.arg(mode).arg(interval_us(ask.rate_per_second)).arg(ask.burst.max(1));
     for d in &ask.destinations {
         let rate = d.rate_per_second.unwrap_or(0);
-        cmd.arg(d.count).arg(interval_us(rate)).arg(rate.max(1));
+        call.arg(d.count).arg(interval_us(rate)).arg(rate.max(1));
     }
-    cmd
+    call
 }
 
 /// Takes what each tenant's and destination's limit allows now, in one round trip for all
@@ -145,11 +147,8 @@ pub async fn acquire(redis: &Redis, asks: &[TenantAsk]) -> Option<Vec<TenantGran
     if asks.is_empty() {
         return Some(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for ask in asks {
-        pipe.add_command(invocation(redis, "take", ask));
-    }
-    let replies: Vec<Vec<i64>> = redis.query_pipe(&pipe).await?;
+    let calls: Vec<ScriptCall> = asks.iter().map(|ask| invocation(redis, "take", ask)).collect();
+    let replies: Vec<Vec<i64>> = redis.run_script(&SCRIPT, &calls).await?;
     let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
     let grants = asks
         .iter()
@@ -171,13 +170,10 @@ pub async fn acquire(redis: &Redis, asks: &[TenantAsk]) -> Option<Vec<TenantGran
 /// Returns unused tokens (`count` per destination). Best effort: if Redis is unavailable the
 /// tokens are simply lost, which only ever slows a tenant down.
 pub async fn give_back(redis: &Redis, refunds: &[TenantAsk]) {
-    let mut pipe = redis::pipe();
-    let mut any = false;
-    for refund in refunds.iter().filter(|r| r.destinations.iter().any(|d| d.count > 0)) {
-        pipe.add_command(invocation(redis, "give", refund)).ignore();
-        any = true;
-    }
-    if any {
-        let _: Option<()> = redis.query_pipe(&pipe).await;
-    }
+    let calls: Vec<ScriptCall> = refunds
+        .iter()
+        .filter(|r| r.destinations.iter().any(|d| d.count > 0))
+        .map(|refund| invocation(redis, "give", refund))
+        .collect();
+    let _: Option<Vec<redis::Value>> = redis.run_script(&SCRIPT, &calls).await;
 }

@@ -5,7 +5,7 @@
 //! attempt row is stored either way: the request did happen); the destination's failure streak
 //! (`failing_since`) is written only when it changes, so the success path costs no destination
 //! writes; a destination is disabled on `410 Gone`, or when every attempt has failed for the
-//! configured period.
+//! configured period. Concurrent batches apply in commit order, as one writer's batches would.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -127,6 +127,11 @@ fn health_of(records: &[AttemptRecord]) -> HashMap<Uuid, Health> {
 /// Stores the attempts, applies each delivery's new state (lease holders only), updates the
 /// destinations' failure streaks and disables the ones that answered `410` or have failed every
 /// attempt for `unhealthy_after`. One statement, so one round trip and atomic.
+///
+/// Safe to run concurrently (the dispatcher writes a few batches at once): only the destinations
+/// whose health changes are locked, in id order (so two batches cannot deadlock), and their new
+/// state is computed from the row as locked (the latest), not from the statement's snapshot; the
+/// common path (a success on a healthy destination) locks no destination.
 pub async fn record_attempts(
     db: impl PgExecutor<'_>,
     records: &[AttemptRecord],
@@ -197,14 +202,23 @@ pub async fn record_attempts(
            FROM a WHERE d.id = a.delivery_id AND d.tenant_id = a.tenant_id AND d.lease_token = a.lease_token \
              AND d.status = 'pending' \
            RETURNING d.id \
-         ), h AS ( \
-           SELECT h.dest, h.tenant, f.fs, h.gone, \
-             (h.gone OR (f.fs IS NOT NULL AND f.fs <= now() - $23 * interval '1 millisecond')) AS disable \
-           FROM UNNEST($18::uuid[], $19::uuid[], $20::bool[], $21::timestamptz[], $22::bool[]) \
+         ), hin AS ( \
+           SELECT * FROM UNNEST($18::uuid[], $19::uuid[], $20::bool[], $21::timestamptz[], $22::bool[]) \
              AS h(dest, tenant, reset, first_failure, gone) \
-           JOIN destinations d0 ON d0.id = h.dest AND d0.tenant_id = h.tenant \
-           CROSS JOIN LATERAL (SELECT CASE WHEN h.reset THEN h.first_failure \
-                                      ELSE COALESCE(d0.failing_since, h.first_failure) END AS fs) f \
+         ), lk AS ( \
+           SELECT d0.id, d0.tenant_id, d0.failing_since FROM destinations d0 \
+           JOIN hin ON d0.id = hin.dest AND d0.tenant_id = hin.tenant \
+           CROSS JOIN LATERAL (SELECT CASE WHEN hin.reset THEN hin.first_failure \
+                                      ELSE COALESCE(d0.failing_since, hin.first_failure) END AS fs) f \
+           WHERE d0.failing_since IS DISTINCT FROM f.fs \
+             OR (d0.enabled AND (hin.gone OR f.fs <= now() - $23 * interval '1 millisecond')) \
+           ORDER BY d0.id FOR NO KEY UPDATE OF d0 \
+         ), h AS ( \
+           SELECT lk.id AS dest, lk.tenant_id AS tenant, f.fs, hin.gone, \
+             (hin.gone OR (f.fs IS NOT NULL AND f.fs <= now() - $23 * interval '1 millisecond')) AS disable \
+           FROM lk JOIN hin ON hin.dest = lk.id AND hin.tenant = lk.tenant_id \
+           CROSS JOIN LATERAL (SELECT CASE WHEN hin.reset THEN hin.first_failure \
+                                      ELSE COALESCE(lk.failing_since, hin.first_failure) END AS fs) f \
          ), dis AS ( \
            UPDATE destinations ds SET failing_since = h.fs, \
              enabled = ds.enabled AND NOT h.disable, \

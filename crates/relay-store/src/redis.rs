@@ -4,11 +4,11 @@
 //! of making each request wait for a dead server. All key names are built here, under a prefix
 //! (one per deployment, or one per test).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_redis::redis::{self, FromRedisValue};
+use deadpool_redis::redis::{self, FromRedisValue, ToRedisArgs};
 use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
 use relay_core::SourceId;
 
@@ -118,6 +118,46 @@ impl Redis {
         }
     }
 
+    /// Runs `calls` of `script` in one pipeline, by hash (EVALSHA: the source is not sent). The
+    /// hash comes from `SCRIPT LOAD` on first use; when Redis has forgotten the script
+    /// (`NOSCRIPT`: a restart, a failover, `SCRIPT FLUSH`) it is loaded again and the pipeline
+    /// runs once more (a NOSCRIPT reply means no call ran). One reply per call; `None` as for
+    /// [`Redis::query`], and the timeout covers the whole exchange.
+    pub async fn run_script<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        calls: &[ScriptCall],
+    ) -> Option<Vec<T>> {
+        if calls.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let exchange = async {
+            let sha = match script.sha() {
+                Some(sha) => sha,
+                None => script.load(&mut conn).await?,
+            };
+            match script.pipeline(&sha, calls).query_async::<Vec<T>>(&mut conn).await {
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    let sha = script.load(&mut conn).await?;
+                    script.pipeline(&sha, calls).query_async::<Vec<T>>(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(OP_TIMEOUT, exchange).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.mark_down(&e);
+                None
+            }
+            Err(_) => {
+                self.mark_down(&"timed out");
+                None
+            }
+        }
+    }
+
     fn dedupe_key(&self, source: SourceId, wap_event_id: &str) -> String {
         self.key(&format!("dedupe:{}:{wap_event_id}", source.uuid().simple()))
     }
@@ -144,5 +184,107 @@ impl Redis {
                 .ignore();
         }
         let _: Option<()> = self.query_pipe(&pipe).await;
+    }
+}
+
+/// A Lua script for [`Redis::run_script`]: its source, and its hash once Redis has told it.
+pub struct LuaScript {
+    source: &'static str,
+    sha: Mutex<Option<String>>,
+}
+
+impl LuaScript {
+    pub const fn new(source: &'static str) -> Self {
+        Self { source, sha: Mutex::new(None) }
+    }
+
+    fn sha(&self) -> Option<String> {
+        self.sha.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn load(&self, conn: &mut Connection) -> redis::RedisResult<String> {
+        let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(self.source).query_async(conn).await?;
+        *self.sha.lock().unwrap_or_else(|p| p.into_inner()) = Some(sha.clone());
+        Ok(sha)
+    }
+
+    fn pipeline(&self, sha: &str, calls: &[ScriptCall]) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        for call in calls {
+            let cmd = pipe.cmd("EVALSHA").arg(sha).arg(call.keys.len());
+            for key in &call.keys {
+                cmd.arg(key);
+            }
+            for arg in &call.args {
+                cmd.arg(arg.as_slice());
+            }
+        }
+        pipe
+    }
+}
+
+/// One call of a script: its keys (`KEYS`), then its arguments (`ARGV`).
+#[derive(Debug, Clone, Default)]
+pub struct ScriptCall {
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+}
+
+impl ScriptCall {
+    pub fn key(&mut self, key: String) -> &mut Self {
+        self.keys.push(key);
+        self
+    }
+
+    pub fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_redis() -> Redis {
+        let prefix = format!("test:store:{}:", uuid::Uuid::new_v4().simple());
+        Redis::new("redis://127.0.0.1:6379", &prefix).unwrap()
+    }
+
+    /// A script no one has loaded: its source carries a fresh id.
+    fn fresh_script() -> &'static LuaScript {
+        let source = format!("-- {}\nreturn tonumber(ARGV[1]) + #KEYS", uuid::Uuid::new_v4());
+        Box::leak(Box::new(LuaScript::new(Box::leak(source.into_boxed_str()))))
+    }
+
+    fn calls(redis: &Redis, values: &[i64]) -> Vec<ScriptCall> {
+        values
+            .iter()
+            .map(|&v| {
+                let mut call = ScriptCall::default();
+                call.key(redis.key("a")).key(redis.key("b")).arg(v);
+                call
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_script_runs_by_hash_and_is_loaded_again_when_redis_forgot_it() {
+        let redis = test_redis();
+        let script = fresh_script();
+        let first: Vec<i64> = redis.run_script(script, &calls(&redis, &[1, 40])).await.unwrap();
+        assert_eq!(first, [3, 42]);
+        let sha = script.sha().expect("the hash is known after the first run");
+        let known: Vec<i64> = redis.query(redis::cmd("SCRIPT").arg("EXISTS").arg(&sha)).await.unwrap();
+        assert_eq!(known, [1]);
+
+        // A hash Redis does not know (as after a restart or SCRIPT FLUSH): NOSCRIPT, then the
+        // script is loaded again and the calls run once.
+        let forgotten = LuaScript::new(script.source);
+        *forgotten.sha.lock().unwrap() = Some("0".repeat(40));
+        let again: Vec<i64> = redis.run_script(&forgotten, &calls(&redis, &[5])).await.unwrap();
+        assert_eq!(again, [7]);
+        assert_eq!(forgotten.sha().as_deref(), Some(sha.as_str()));
+        assert!(redis.is_available(), "NOSCRIPT is not a failure of Redis");
     }
 }
