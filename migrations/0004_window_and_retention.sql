@@ -2,6 +2,5 @@
 -- window_started_at (NULL: from created_at, the ingest time).
 ALTER TABLE deliveries ADD COLUMN window_started_at timestamptz;
 
--- Retention purges old rows per tenant by id (UUIDv7, time-ordered); these make each batch an
--- index range scan.
-CREATE INDEX deliveries_pending_event ON deliveries (event_id) WHERE status = 'pending';
+-- Retention purges old rows per tenant by id (UUIDv7, time-ordered) on the (tenant_id, id)
+-- indexes; its "no pending delivery" check on events uses deliveries_event.
