@@ -180,6 +180,14 @@ async fn accept(
     Ok(answer(stored))
 }
 
+/// The answer to an accepted event, fields in the contract's order.
+#[derive(serde::Serialize)]
+struct Ack {
+    received: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+}
+
 fn answer(stored: Stored) -> Response {
     let outcome = match stored {
         Stored::New { .. } => "stored",
@@ -187,8 +195,8 @@ fn answer(stored: Stored) -> Response {
     };
     metrics::counter!("relay_ingest_requests_total", "outcome" => outcome).increment(1);
     match stored {
-        Stored::New { .. } => Json(json!({ "received": true })).into_response(),
-        Stored::Duplicate => Json(json!({ "received": true, "duplicate": true })).into_response(),
+        Stored::New { .. } => Json(Ack { received: true, duplicate: None }).into_response(),
+        Stored::Duplicate => Json(Ack { received: true, duplicate: Some(true) }).into_response(),
     }
 }
 

@@ -44,10 +44,7 @@ async fn same_event_id_is_a_duplicate_and_delivers_nothing_new(pool: PgPool) {
     assert_eq!(h.post_signed(source, &event("evt_1")).await.status(), 200);
     let again = h.post_signed(source, &event("evt_1")).await;
     assert_eq!(again.status(), 200);
-    assert_eq!(
-        again.json::<serde_json::Value>().await.unwrap(),
-        json!({"received": true, "duplicate": true})
-    );
+    assert_eq!(again.text().await.unwrap(), r#"{"received":true,"duplicate":true}"#, "the contract's body");
     assert_eq!((h.events(tenant).await, h.deliveries(tenant).await), (1, 1));
     // The same eventId on another source of the tenant is a different event.
     let other = h.source(tenant, Verification::default(), Some(SECRET)).await;
