@@ -7,3 +7,4 @@ mod support;
 mod cli;
 mod crash;
 mod delivery;
+mod redis_outage;
