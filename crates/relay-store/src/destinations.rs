@@ -177,23 +177,20 @@ pub async fn list_destinations(
     before: Option<DestinationId>,
     limit: i64,
 ) -> Result<Vec<DestinationRow>> {
-    let mut q = sqlx::QueryBuilder::new(format!(
-        "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE deleted_at IS NULL AND "
-    ));
-    crate::keyset::push_tenant(&mut q, tenant.uuid(), crate::keyset::Scan::ByTenant);
-    crate::keyset::push_range(&mut q, before.map(DestinationId::uuid), "created_at", Default::default());
-    crate::keyset::push_page_end(&mut q, limit, crate::keyset::Scan::ByTenant);
-    Ok(q.build_query_as().fetch_all(db).await?)
+    crate::keyset::list_live(
+        db,
+        "destinations",
+        DESTINATION_COLUMNS,
+        tenant.uuid(),
+        before.map(DestinationId::uuid),
+        limit,
+    )
+    .await
 }
 
 /// How many live destinations the tenant has (for plan limits and usage).
 pub async fn count_destinations(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<i64> {
-    let n =
-        sqlx::query_scalar("SELECT count(*) FROM destinations WHERE tenant_id = $1 AND deleted_at IS NULL")
-            .bind(tenant.uuid())
-            .fetch_one(db)
-            .await?;
-    Ok(n)
+    crate::keyset::count_live(db, "destinations", tenant.uuid()).await
 }
 
 /// A live destination of this tenant.

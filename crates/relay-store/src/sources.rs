@@ -167,22 +167,13 @@ pub async fn list_sources(
     before: Option<SourceId>,
     limit: i64,
 ) -> Result<Vec<SourceRow>> {
-    let mut q = sqlx::QueryBuilder::new(format!(
-        "SELECT {SOURCE_COLUMNS} FROM sources WHERE deleted_at IS NULL AND "
-    ));
-    crate::keyset::push_tenant(&mut q, tenant.uuid(), crate::keyset::Scan::ByTenant);
-    crate::keyset::push_range(&mut q, before.map(SourceId::uuid), "created_at", Default::default());
-    crate::keyset::push_page_end(&mut q, limit, crate::keyset::Scan::ByTenant);
-    Ok(q.build_query_as().fetch_all(db).await?)
+    crate::keyset::list_live(db, "sources", SOURCE_COLUMNS, tenant.uuid(), before.map(SourceId::uuid), limit)
+        .await
 }
 
 /// How many live sources the tenant has (for plan limits and usage).
 pub async fn count_sources(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<i64> {
-    let n = sqlx::query_scalar("SELECT count(*) FROM sources WHERE tenant_id = $1 AND deleted_at IS NULL")
-        .bind(tenant.uuid())
-        .fetch_one(db)
-        .await?;
-    Ok(n)
+    crate::keyset::count_live(db, "sources", tenant.uuid()).await
 }
 
 /// The ids among `ids` that are not live sources of the tenant.
