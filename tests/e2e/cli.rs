@@ -51,3 +51,38 @@ async fn tenant_create_and_token_issue_mint_tokens_the_api_accepts() {
     assert_eq!(status, 403);
     assert!(server.terminate().await.success());
 }
+
+#[tokio::test]
+async fn secrets_and_tokens_never_reach_the_log_even_at_debug_level() {
+    let (db, prefix) = fresh_names().await;
+    let log_path = std::env::temp_dir().join(format!("wap-relay-log-{}.txt", uuid::Uuid::now_v7().simple()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = Binary::start_logging_to(&db, &prefix, &[("RUST_LOG", "debug")], log.into()).await;
+    let client = reqwest::Client::new();
+    let operator = token(serde_json::json!({"role": "operator", "sub": "e2e"}));
+    let t = tenant_with_source(&client, &server.base, &operator, "starter").await;
+    let verify_token = "verify-token-not-for-logs";
+    let patch = serde_json::json!({"verify_token": verify_token});
+    let (status, _) = api(
+        &client,
+        &server.base,
+        Method::PATCH,
+        &format!("/v1/sources/{}", t.source_id),
+        &t.token,
+        Some(patch),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let handshake =
+        format!("{}?hub.mode=subscribe&hub.verify_token={verify_token}&hub.challenge=c1", t.ingest_url);
+    assert_eq!(client.get(handshake).send().await.unwrap().text().await.unwrap(), "c1");
+    assert_eq!(ingest(&client, &t.ingest_url, &wap_event("evt_log")).await, 200);
+    assert!(server.terminate().await.success());
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(log.contains("/v1/ingest/"), "the debug log was captured");
+    for secret in [verify_token, WAP_SECRET, t.token.as_str(), operator.as_str(), JWT_SECRET, MASTER_KEY] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+}

@@ -352,6 +352,16 @@ pub struct Binary {
 
 impl Binary {
     pub async fn start(database_url: &str, redis_prefix: &str, extra_env: &[(&str, &str)]) -> Binary {
+        Self::start_logging_to(database_url, redis_prefix, extra_env, Stdio::inherit()).await
+    }
+
+    /// As [`Binary::start`], with the process's log (stderr) sent to `stderr`.
+    pub async fn start_logging_to(
+        database_url: &str,
+        redis_prefix: &str,
+        extra_env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Binary {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wap-relay"));
@@ -369,7 +379,7 @@ impl Binary {
             .env("RELAY_ALLOW_PRIVATE_DESTINATIONS", "true")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true);
         for (k, v) in extra_env {
             command.env(k, v);

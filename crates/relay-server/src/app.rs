@@ -118,7 +118,7 @@ pub fn router(deps: &Deps, settings: &Settings) -> Router {
         app = app.merge(relay_admin::router(admin_state(deps, settings)));
     }
     app.layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::new())
 }
 
@@ -131,6 +131,12 @@ pub fn admin_state(deps: &Deps, settings: &Settings) -> relay_admin::AdminState 
         allow_private_destinations: settings.allow_private_destinations,
         require_https_destinations: settings.require_https_destinations,
     }
+}
+
+/// The span of a request: method and path only. The query string is left out because a
+/// handshake carries its verify token there.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    tracing::info_span!("request", http.method = %request.method(), http.path = %request.uri().path())
 }
 
 /// Runs the configured roles until `shutdown` resolves.
