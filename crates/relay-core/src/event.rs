@@ -71,6 +71,11 @@ fn validate_envelope(object: &Map<String, Value>) -> Result<Envelope, SchemaErro
     };
     let timestamp = OffsetDateTime::parse(raw_timestamp, &Rfc3339)
         .map_err(|_| SchemaError::field("timestamp", "must be an RFC 3339 date-time"))?;
+    // Stored and shown in UTC: its offset must not carry it outside the years 0000 to 9999.
+    let timestamp = timestamp
+        .checked_to_offset(time::UtcOffset::UTC)
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .ok_or_else(|| SchemaError::field("timestamp", "must fall within the years 0000 to 9999 in UTC"))?;
     let device_id = match object.get("deviceId") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.contains('\0') => {
@@ -160,6 +165,24 @@ mod tests {
         let ok =
             format!(r#"{{"eventId":"{}","type":"a","timestamp":"2026-04-03T12:00:00Z"}}"#, "x".repeat(256));
         assert!(parse_inbound(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn timestamps_are_normalised_to_utc_within_the_calendar() {
+        let at = |ts: &str| {
+            let body = format!(r#"{{"eventId":"e","type":"a","timestamp":"{ts}"}}"#);
+            match parse_inbound(body.as_bytes()) {
+                Ok(Inbound::Event(e)) => Ok(e.timestamp),
+                Err(SchemaError::Invalid { field, .. }) => Err(field),
+                other => panic!("{other:?}"),
+            }
+        };
+        let utc = at("2026-04-03T14:00:00+02:00").unwrap();
+        assert_eq!((utc.offset(), utc.hour()), (time::UtcOffset::UTC, 12));
+        assert_eq!(at("9999-12-31T23:59:59-01:00"), Err("timestamp"));
+        assert_eq!(at("0000-01-01T00:00:00+00:01"), Err("timestamp"));
+        assert!(at("9999-12-31T23:59:59Z").is_ok());
+        assert!(at("0000-01-01T00:00:00Z").is_ok());
     }
 
     #[test]

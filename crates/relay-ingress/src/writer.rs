@@ -107,7 +107,7 @@ async fn collect(mut jobs: mpsc::Receiver<Job>, deps: Arc<Deps>, config: WriterC
 async fn write(deps: &Deps, batch: Vec<Job>) {
     metrics::histogram!("relay_ingest_batch_size").record(batch.len() as f64);
     let events: Vec<NewEvent> = batch.iter().map(|j| j.event.clone()).collect();
-    match store_batch(&deps.pool, &events).await {
+    match guarded(&deps.pool, &events).await {
         Ok(outcomes) => finish(deps, batch, outcomes).await,
         Err(e) if e.is_unavailable() || batch.len() == 1 => {
             let e = Arc::new(e);
@@ -118,7 +118,7 @@ async fn write(deps: &Deps, batch: Vec<Job>) {
         Err(e) => {
             tracing::warn!(error = %e, batch.size = batch.len(), "ingest batch failed; storing its events one by one");
             for job in batch {
-                let result = store_batch(&deps.pool, std::slice::from_ref(&job.event)).await;
+                let result = guarded(&deps.pool, std::slice::from_ref(&job.event)).await;
                 match result {
                     Ok(outcomes) => finish(deps, vec![job], outcomes).await,
                     Err(e) => {
@@ -141,9 +141,21 @@ async fn finish(deps: &Deps, batch: Vec<Job>, outcomes: Vec<Stored>) {
     deps.redis.remember_events(&keys).await;
 }
 
+/// [`store_batch`], with a panic turned into an error: whatever goes wrong with one event, the
+/// batch falls back to storing its events one by one, so the others are still answered.
+async fn guarded(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(store_batch(pool, events))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Corrupt("storing an ingest batch panicked".into())))
+}
+
 /// Reads the enabled destinations of the batch's tenants, matches every event against their
 /// filters, then stores the events and the deliveries of the new ones in one statement (one
-/// transaction). Returns one outcome per input event.
+/// transaction). Fan-out uses the destinations as read at the start of the batch's write: one
+/// created a moment later gets the next events, and one deleted a moment earlier has its
+/// deliveries failed by the dispatcher. Returns one outcome per input event.
 async fn store_batch(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
     let tenants: Vec<uuid::Uuid> =
         events.iter().map(|e| e.tenant_id.uuid()).collect::<HashSet<_>>().into_iter().collect();
