@@ -140,7 +140,8 @@ pub(crate) async fn run_attempt(
     };
     let jitter = rand::random_range(-1.0..=1.0);
     let now = OffsetDateTime::now_utc();
-    let attempt_no = u32::try_from(number).unwrap_or(1);
+    // The backoff restarts with the window: a redelivered delivery waits as a new one would.
+    let attempt_no = u32::try_from(number - claimed.attempts_before_window).unwrap_or(1).max(1);
     let (next, gone) = outcome::decide(&report, &dest.policy, attempt_no, claimed.window_start, now, jitter);
     metrics::histogram!("relay_delivery_attempt_duration_seconds").record(report.duration.as_secs_f64());
     let record = AttemptRecord {

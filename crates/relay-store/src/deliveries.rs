@@ -147,7 +147,7 @@ pub async fn list_event_deliveries(
 /// attempt. Clearing the lease means an attempt still in flight cannot overwrite the new state.
 /// Back in the queue, due now, with a fresh retry window.
 const REQUEUE: &str = "status = 'pending', next_attempt_at = now(), completed_at = NULL, lease_token = NULL, \
-     window_started_at = now()";
+     window_started_at = now(), attempts_before_window = attempts";
 
 /// Puts one delivery (any status) back in the queue for a manual attempt now. `None` when the
 /// delivery does not exist for this tenant or its destination has been deleted.

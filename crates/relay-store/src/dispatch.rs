@@ -141,6 +141,8 @@ pub struct ClaimedDelivery {
     pub trigger: Trigger,
     /// Start of the retry window: ingest time, or the last redelivery/replay.
     pub window_start: OffsetDateTime,
+    /// Attempts made before the window started (the backoff counts only those since).
+    pub attempts_before_window: i32,
     pub lease_token: Uuid,
     pub event: Option<ClaimedEvent>,
 }
@@ -161,6 +163,7 @@ struct ClaimRow {
     attempts: i32,
     next_trigger: String,
     window_start: OffsetDateTime,
+    attempts_before_window: i32,
     wap_event_id: Option<String>,
     event_type: Option<String>,
     body: Option<Vec<u8>>,
@@ -197,7 +200,7 @@ pub async fn claim_deliveries(
          FROM picked p LEFT JOIN events e ON e.id = p.event_id AND e.tenant_id = p.tenant_id \
          WHERE d.id = p.id AND d.tenant_id = p.tenant_id \
          RETURNING d.id, d.tenant_id, d.event_id, d.destination_id, d.attempts, d.next_trigger, \
-                   COALESCE(d.window_started_at, d.created_at) AS window_start, \
+                   COALESCE(d.window_started_at, d.created_at) AS window_start, d.attempts_before_window, \
                    e.wap_event_id, e.type AS event_type, e.body",
     )
     .bind(destinations)
@@ -223,6 +226,7 @@ pub async fn claim_deliveries(
                 attempts: r.attempts,
                 trigger: Trigger::parse(&r.next_trigger)?,
                 window_start: r.window_start,
+                attempts_before_window: r.attempts_before_window,
                 lease_token,
                 event,
             })
