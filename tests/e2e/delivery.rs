@@ -85,6 +85,12 @@ async fn redelivery_and_replay_send_new_attempts_with_their_trigger() {
         got[1].headers["webhook-id"], got[0].headers["webhook-id"],
         "same webhook-id on every redelivery"
     );
+    // Replay takes finished deliveries: wait until the manual attempt is recorded.
+    eventually(Duration::from_secs(5), "the manual attempt to be recorded", || async {
+        let (_, d) = app.api(Method::GET, &format!("/v1/deliveries/{delivery_id}"), &t.token, None).await;
+        (d["status"] == "succeeded" && d["attempts"] == 2).then_some(())
+    })
+    .await;
 
     let since = since.format(&time::format_description::well_known::Rfc3339).unwrap();
     let (status, queued) = app

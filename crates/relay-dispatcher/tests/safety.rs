@@ -87,13 +87,12 @@ async fn a_disabled_destination_waits_and_flows_again_when_re_enabled(pool: rela
     let dest = fx.destination(tenant, spec).await;
     fx.enqueue(&dest, &[b"{\"n\":1}".to_vec(), b"{\"n\":2}".to_vec()]).await;
     let running = start(&fx, test_redis(), test_config());
-    // Several poll intervals pass: nothing may be sent to a disabled destination.
-    let watched = tokio::time::Instant::now();
-    wait_for("a few dispatch rounds", 2 * SECOND, || async {
-        watched.elapsed() > Duration::from_millis(600)
-    })
-    .await;
-    assert_eq!(receiver.count(), 0);
+    // The barrier: a delivery to an enabled destination of the same tenant, queued after the
+    // disabled one's, arrives; rounds have run, and none sent to the disabled destination.
+    let enabled = fx.destination(tenant, DestinationSpec::new(receiver.url("/enabled"))).await;
+    fx.enqueue(&enabled, &[b"{\"n\":3}".to_vec()]).await;
+    wait_for("the enabled destination's delivery", 5 * SECOND, || async { receiver.count() >= 1 }).await;
+    assert!(receiver.received().iter().all(|r| r.path == "/enabled"), "nothing sent to the disabled one");
     assert_eq!(fx.count_status(&dest, "pending").await, 2);
 
     // Re-enabling is just `enabled = true` (what the admin API's PATCH does).
@@ -107,7 +106,7 @@ async fn a_disabled_destination_waits_and_flows_again_when_re_enabled(pool: rela
     })
     .await;
     running.stop().await;
-    assert_eq!(receiver.count(), 2);
+    assert_eq!(receiver.count(), 3, "the two waiting deliveries and the barrier, once each");
 }
 
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]

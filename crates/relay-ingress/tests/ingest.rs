@@ -257,3 +257,45 @@ async fn postgres_unreachable_is_503_never_2xx(pool: PgPool) {
         assert_eq!((status, code.as_str()), (503, "unavailable"));
     }
 }
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_write_that_cannot_commit_is_503_never_2xx(pool: PgPool) {
+    use sqlx::Connection;
+    let h = Harness::start(pool).await;
+    let (tenant, source) = h.setup(Plan::Starter).await;
+    h.destination(tenant, None, &["*"], None).await;
+    assert_eq!(h.post_signed(source, &event("before")).await.status(), 200);
+
+    // From now on every new session of this database is read-only: sources still read, but no
+    // event can be written. Existing sessions are ended so the service reconnects.
+    let options = h.pool.connect_options();
+    let mut admin = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut admin).await.unwrap();
+    let alter = format!("ALTER DATABASE \"{db}\" SET default_transaction_read_only = on");
+    sqlx::query(sqlx::AssertSqlSafe(alter)).execute(&mut admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+        .bind(&db)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    for i in 0..3 {
+        let response = h.post_signed(source, &event(&format!("read_only_{i}"))).await;
+        assert!(response.headers().contains_key("retry-after"));
+        let (status, code, _) = problem(response).await;
+        assert_eq!((status, code.as_str()), (503, "unavailable"));
+    }
+    assert_eq!(h.events(tenant).await, 1, "nothing was stored, and nothing was acknowledged");
+
+    let reset = format!("ALTER DATABASE \"{db}\" RESET default_transaction_read_only");
+    sqlx::query(sqlx::AssertSqlSafe(reset)).execute(&mut admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+        .bind(&db)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    eventually("ingest to recover", || async {
+        h.post_signed(source, &event("after")).await.status() == 200
+    })
+    .await;
+}
