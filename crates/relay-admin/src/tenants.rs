@@ -195,6 +195,21 @@ pub struct LimitsPatch {
 }
 
 impl LimitsPatch {
+    /// A rate, burst or retry window of 0 would silently stop a tenant's deliveries (or make
+    /// every destination invalid): refused, naming the field.
+    fn validate(&self) -> Result<(), ApiError> {
+        for (field, value) in [
+            ("limits.deliveries_per_second", self.deliveries_per_second),
+            ("limits.burst", self.burst),
+            ("limits.retry_window_seconds", self.retry_window_seconds),
+        ] {
+            if value == Some(Some(0)) {
+                return Err(ApiError::validation(format!("{field}: must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+
     fn apply(&self, o: &mut LimitOverrides) {
         macro_rules! lay {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { o.$f = v; } )* };
@@ -368,6 +383,9 @@ pub(crate) async fn update_tenant(
 ) -> Result<ApiJson<TenantOut>, ApiError> {
     let id: TenantId = path_id(&id, NOT_FOUND)?;
     let name = patch.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
+    if let Some(Some(limits)) = &patch.limits {
+        limits.validate()?;
+    }
     let mut tx = crate::db::begin(&state.pool).await?;
     let current = store::lock_tenant(&mut *tx, id).await.map_err(or_not_found(NOT_FOUND))?;
     let overrides = match &patch.limits {

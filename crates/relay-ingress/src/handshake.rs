@@ -42,9 +42,14 @@ pub async fn get_handshake(
         }
     })();
     match outcome {
-        Ok(challenge) => {
-            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response())
-        }
+        Ok(challenge) => Ok((
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            challenge,
+        )
+            .into_response()),
         Err(error) => {
             rejection::record(&state, source, &headers, b"", &error).await;
             Err(error)

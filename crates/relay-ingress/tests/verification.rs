@@ -142,6 +142,7 @@ async fn get_handshake_echoes_the_challenge_for_the_right_token(pool: PgPool) {
     let ok = get("hub.mode=subscribe&hub.verify_token=tok-123&hub.challenge=abc%20def").await.unwrap();
     assert_eq!(ok.status(), 200);
     assert!(ok.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert_eq!(ok.headers()["x-content-type-options"], "nosniff");
     assert_eq!(ok.text().await.unwrap(), "abc def");
     let plain = get("verify_token=tok-123&challenge=C42").await.unwrap();
     assert_eq!((plain.status().as_u16(), plain.text().await.unwrap()), (200, "C42".to_string()));

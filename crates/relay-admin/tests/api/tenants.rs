@@ -127,6 +127,17 @@ async fn update_tenant_changes_plan_status_and_merges_overrides(pool: PgPool) {
         (json!({"status": "paused"}), StatusCode::BAD_REQUEST, "status"),
         (json!({"limits": {"bogus": 1}}), StatusCode::BAD_REQUEST, "bogus"),
         (json!({"limits": {"burst": -1}}), StatusCode::BAD_REQUEST, "burst"),
+        (
+            json!({"limits": {"deliveries_per_second": 0}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limits.deliveries_per_second",
+        ),
+        (json!({"limits": {"burst": 0}}), StatusCode::UNPROCESSABLE_ENTITY, "limits.burst"),
+        (
+            json!({"limits": {"retry_window_seconds": 0}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limits.retry_window_seconds",
+        ),
         (json!({"name": " "}), StatusCode::UNPROCESSABLE_ENTITY, "name"),
     ] {
         let res = app.patch(&path, &app.operator, body.clone()).await;
