@@ -237,7 +237,7 @@ async fn run_ingest(
         .await;
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "ingest: {ok}/{events} accepted in {secs:.2} s = {:.0} events/s (concurrency {concurrency}, {destinations} matching destinations, {} deliveries/s written)",
+        "ingest: {ok}/{events} accepted in {secs:.2} s = {:.0} events/s (concurrency {concurrency}, {destinations} matching destinations, {:.0} deliveries/s written)",
         ok as f64 / secs,
         (ok * destinations) as f64 / secs
     );
