@@ -194,6 +194,9 @@ pub struct LimitsPatch {
     pub retention_days: Option<Option<u32>>,
 }
 
+/// A hundred years: longer is "forever" in practice, and dates stay within the calendar.
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
 impl LimitsPatch {
     /// A rate, burst or retry window of 0 would silently stop a tenant's deliveries (or make
     /// every destination invalid): refused, naming the field.
@@ -206,6 +209,13 @@ impl LimitsPatch {
             if value == Some(Some(0)) {
                 return Err(ApiError::validation(format!("{field}: must be at least 1")));
             }
+        }
+        if let Some(Some(days)) = self.retention_days
+            && days > MAX_RETENTION_DAYS
+        {
+            return Err(ApiError::validation(format!(
+                "limits.retention_days: must be at most {MAX_RETENTION_DAYS}"
+            )));
         }
         Ok(())
     }

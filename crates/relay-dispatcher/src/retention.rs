@@ -1,6 +1,6 @@
 //! The retention sweeper: every `interval`, each tenant's rows older than its plan's retention
-//! (or its override) are purged through `relay_store::retention`. Any number of processes may
-//! sweep at once: deletes of the same rows simply find nothing left.
+//! (or its override) are purged through `relay_store::retention`. One process of the fleet sweeps
+//! at a time (an advisory lock); the others skip that round.
 
 use std::future::Future;
 use std::time::Duration;
@@ -38,7 +38,12 @@ pub async fn sweep(pool: &PgPool) -> Result<u64, relay_store::StoreError> {
         loop {
             let page = tenants::list_tenants(&mut *conn, after, TENANTS_PER_PAGE).await?;
             for tenant in page.iter().filter(|t| t.limits().retention_days > 0) {
-                let cutoff = now - time::Duration::days(i64::from(tenant.limits().retention_days));
+                // A retention reaching before the calendar's start keeps everything.
+                let Some(cutoff) =
+                    now.checked_sub(time::Duration::days(i64::from(tenant.limits().retention_days)))
+                else {
+                    continue;
+                };
                 total += retention::purge_tenant(conn, tenant.id, cutoff, ROWS_PER_BATCH).await?.total();
             }
             match page.last() {

@@ -165,3 +165,68 @@ async fn retention_purges_old_rows_but_never_pending_deliveries(pool: PgPool) {
     assert_eq!(statuses, ["pending", "succeeded"]);
     assert_eq!(relay_dispatcher::retention::sweep(&fx.pool).await.unwrap(), 0, "a second pass finds nothing");
 }
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_redelivery_racing_the_retention_sweep_is_kept(pool: PgPool) {
+    let fx = Fixture::new(pool);
+    let tenant = fx.tenant(None, None).await; // growth: 7 days
+    let dest = fx.destination(tenant, DestinationSpec::new("http://127.0.0.1:9/none".into())).await;
+    let (event, delivery) = (uuid_days_ago(10), uuid_days_ago(10));
+    sqlx::query(
+        "INSERT INTO events (id, tenant_id, source_id, wap_event_id, type, \"timestamp\", body) \
+         VALUES ($1, $2, $3, 'old', 't', now(), '\\x7b7d')",
+    )
+    .bind(event)
+    .bind(tenant.uuid())
+    .bind(Uuid::now_v7())
+    .execute(&fx.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO deliveries (id, tenant_id, event_id, destination_id, status) VALUES ($1, $2, $3, $4, 'failed')",
+    )
+    .bind(delivery)
+    .bind(tenant.uuid())
+    .bind(event)
+    .bind(dest.id.uuid())
+    .execute(&fx.pool)
+    .await
+    .unwrap();
+
+    // A redelivery is under way (not committed yet) when the sweep starts.
+    let mut redelivery = fx.pool.begin().await.unwrap();
+    let queued =
+        deliveries::redeliver_delivery(&mut *redelivery, tenant, relay_core::DeliveryId::from_uuid(delivery))
+            .await
+            .unwrap();
+    assert!(queued.is_some());
+    let sweep = tokio::spawn({
+        let pool = fx.pool.clone();
+        async move { relay_dispatcher::retention::sweep(&pool).await.unwrap() }
+    });
+    wait_for("the sweep to wait on the redelivery's row", Duration::from_secs(10), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&fx.pool)
+        .await
+        .unwrap();
+        waiting > 0
+    })
+    .await;
+    redelivery.commit().await.unwrap();
+    sweep.await.unwrap();
+
+    let status: String = sqlx::query_scalar("SELECT status FROM deliveries WHERE id = $1")
+        .bind(delivery)
+        .fetch_one(&fx.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "pending", "the queued delivery survived the sweep");
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE id = $1")
+        .bind(event)
+        .fetch_one(&fx.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1, "and so did its event");
+}

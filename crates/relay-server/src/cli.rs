@@ -69,6 +69,9 @@ pub enum TokenCommand {
     },
 }
 
+/// The longest token lifetime: ten years.
+const MAX_TTL_SECONDS: u64 = 10 * 365 * 86_400;
+
 /// `3600` (seconds), or a number with `s`, `m`, `h` or `d`.
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -78,16 +81,17 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     };
     let n: u64 =
         number.parse().map_err(|_| format!("`{text}` is not a duration like 3600, 90m, 12h or 30d"))?;
-    let seconds = match unit {
-        's' => n,
-        'm' => n * 60,
-        'h' => n * 3600,
-        'd' => n * 86_400,
+    let unit_seconds: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
         _ => return Err(format!("unknown unit in `{text}`: use s, m, h or d")),
     };
-    if seconds == 0 {
-        return Err("the lifetime must be positive".into());
-    }
+    let seconds =
+        n.checked_mul(unit_seconds).filter(|s| (1..=MAX_TTL_SECONDS).contains(s)).ok_or_else(|| {
+            format!("the lifetime must be between 1 second and {} days", MAX_TTL_SECONDS / 86_400)
+        })?;
     Ok(Duration::from_secs(seconds))
 }
 
@@ -157,11 +161,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bare_boolean_flag_does_not_swallow_the_command() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["wap-relay", "--allow-private-destinations", "serve"]).unwrap();
+        assert!(matches!(cli.command, Command::Serve));
+        assert_eq!(cli.settings.allow_private_destinations, Some(true));
+        let cli = Cli::try_parse_from(["wap-relay", "serve", "--require-https-destinations=false"]).unwrap();
+        assert_eq!(cli.settings.require_https_destinations, Some(false));
+    }
+
+    #[test]
     fn ttl_forms() {
         assert_eq!(parse_ttl("3600").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_ttl("90m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_ttl("30d").unwrap(), Duration::from_secs(2_592_000));
         assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("99999999999999d").is_err());
+        assert!(parse_ttl("3651d").is_err());
         assert!(parse_ttl("5y").is_err());
         assert!(parse_ttl("abc").is_err());
     }

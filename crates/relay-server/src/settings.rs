@@ -69,10 +69,10 @@ pub struct SettingsArgs {
     #[arg(long, env = "RELAY_MASTER_KEY", global = true, hide_env_values = true)]
     pub master_key: Option<Secret>,
     /// Allow destinations on loopback/private/link-local addresses.
-    #[arg(long, env = "RELAY_ALLOW_PRIVATE_DESTINATIONS", global = true, value_parser = bool_flag(), num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "RELAY_ALLOW_PRIVATE_DESTINATIONS", global = true, value_parser = bool_flag(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_private_destinations: Option<bool>,
     /// Refuse `http://` destination URLs.
-    #[arg(long, env = "RELAY_REQUIRE_HTTPS_DESTINATIONS", global = true, value_parser = bool_flag(), num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "RELAY_REQUIRE_HTTPS_DESTINATIONS", global = true, value_parser = bool_flag(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub require_https_destinations: Option<bool>,
     /// Largest accepted event body, in bytes.
     #[arg(long, env = "RELAY_MAX_BODY_BYTES", global = true)]
@@ -134,7 +134,11 @@ impl SettingsArgs {
         let file = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str::<SettingsArgs>(&text)
                 .with_context(|| format!("reading {}", path.display()))?,
-            Err(_) if self.config.is_none() => SettingsArgs::default(),
+            // Only a missing default file is silently skipped: an unreadable one is an error, or
+            // a production process would start on the defaults.
+            Err(e) if self.config.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
+                SettingsArgs::default()
+            }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         let s = self.layer(file);

@@ -149,6 +149,11 @@ pub async fn list_event_deliveries(
 const REQUEUE: &str = "status = 'pending', next_attempt_at = now(), completed_at = NULL, lease_token = NULL, \
      window_started_at = now(), attempts_before_window = attempts";
 
+/// Locks the events of the deliveries being queued again (`FOR KEY SHARE`), so retention cannot
+/// purge an event between our check and our commit; an event already purged is not found and its
+/// delivery is not queued. Followed by the ids to lock and the locking clause.
+const LOCK_EVENTS: &str = "SELECT e.id FROM events e WHERE e.id IN";
+
 /// Puts one delivery (any status) back in the queue for a manual attempt now. `None` when the
 /// delivery does not exist for this tenant or its destination has been deleted.
 pub async fn redeliver_delivery(
@@ -157,8 +162,11 @@ pub async fn redeliver_delivery(
     id: DeliveryId,
 ) -> Result<Option<DeliveryRow>> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "UPDATE deliveries d SET {REQUEUE}, next_trigger = 'manual' \
-         WHERE d.tenant_id = $1 AND d.id = $2 AND EXISTS (SELECT 1 FROM destinations t \
+        "WITH ev AS ({LOCK_EVENTS} (SELECT event_id FROM deliveries WHERE tenant_id = $1 AND id = $2) \
+             FOR KEY SHARE) \
+         UPDATE deliveries d SET {REQUEUE}, next_trigger = 'manual' \
+         WHERE d.tenant_id = $1 AND d.id = $2 AND d.event_id IN (SELECT id FROM ev) \
+           AND EXISTS (SELECT 1 FROM destinations t \
              WHERE t.tenant_id = $1 AND t.id = d.destination_id AND t.deleted_at IS NULL) \
          RETURNING {DELIVERY_COLUMNS}"
     ));
@@ -210,10 +218,13 @@ pub async fn replay_destination(
     include_succeeded: bool,
 ) -> Result<u64> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "UPDATE deliveries SET {REQUEUE}, next_trigger = 'replay' \
-         WHERE tenant_id = $1 AND destination_id = $2 AND id >= $3 AND id <= $4 \
-           AND created_at >= $5 AND created_at < $6 \
-           AND (status = 'failed' OR ($7 AND status = 'succeeded'))"
+        "WITH picked AS (SELECT id, event_id FROM deliveries \
+             WHERE tenant_id = $1 AND destination_id = $2 AND id >= $3 AND id <= $4 \
+               AND created_at >= $5 AND created_at < $6 \
+               AND (status = 'failed' OR ($7 AND status = 'succeeded'))), \
+         ev AS ({LOCK_EVENTS} (SELECT event_id FROM picked) FOR KEY SHARE) \
+         UPDATE deliveries SET {REQUEUE}, next_trigger = 'replay' \
+         WHERE id IN (SELECT id FROM picked) AND event_id IN (SELECT id FROM ev)"
     ));
     let done = sqlx::query(sql)
         .bind(tenant.uuid())

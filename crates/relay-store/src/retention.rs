@@ -3,8 +3,9 @@
 //! the event it would deliver, whatever their age.
 
 use relay_core::TenantId;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::error::Result;
 use crate::keyset::id_floor;
@@ -28,12 +29,20 @@ const ATTEMPTS: &str = "DELETE FROM attempts WHERE id IN ( \
      SELECT id FROM attempts WHERE tenant_id = $1 AND id < $2 LIMIT $3)";
 const REJECTIONS: &str = "DELETE FROM rejections WHERE id IN ( \
      SELECT id FROM rejections WHERE tenant_id = $1 AND id < $2 LIMIT $3)";
+// The status is checked again outside the subquery: Postgres re-evaluates the outer condition on
+// a row that a concurrent redelivery changed, so a delivery put back in the queue is kept.
 const DELIVERIES: &str = "DELETE FROM deliveries WHERE id IN ( \
-     SELECT id FROM deliveries WHERE tenant_id = $1 AND id < $2 AND status <> 'pending' LIMIT $3)";
-const EVENTS: &str = "DELETE FROM events WHERE id IN ( \
-     SELECT e.id FROM events e WHERE e.tenant_id = $1 AND e.id < $2 \
+     SELECT id FROM deliveries WHERE tenant_id = $1 AND id < $2 AND status <> 'pending' LIMIT $3) \
+     AND status <> 'pending'";
+// Events are purged in two statements of one transaction. The first locks candidates (skipping
+// any that a redelivery holds with FOR KEY SHARE); the second runs on a fresh snapshot, so a
+// delivery queued again meanwhile keeps its event. A redelivery that comes after the lock waits,
+// then finds the event gone and queues nothing.
+const EVENT_CANDIDATES: &str = "SELECT e.id FROM events e WHERE e.tenant_id = $1 AND e.id < $2 \
        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status = 'pending') \
-     LIMIT $3)";
+     LIMIT $3 FOR UPDATE SKIP LOCKED";
+const EVENTS: &str = "DELETE FROM events e WHERE e.id = ANY($1) \
+       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status = 'pending')";
 
 /// Deletes what is older than `cutoff` (rows minted before it, by their time-ordered ids), `batch`
 /// rows per statement, so no statement holds locks for long.
@@ -50,7 +59,6 @@ pub async fn purge_tenant(
         (ATTEMPTS, &mut purged.attempts),
         (REJECTIONS, &mut purged.rejections),
         (DELIVERIES, &mut purged.deliveries),
-        (EVENTS, &mut purged.events),
     ] {
         loop {
             let done = sqlx::query(sql)
@@ -66,6 +74,21 @@ pub async fn purge_tenant(
             }
         }
     }
+    loop {
+        let mut tx = conn.begin().await?;
+        let candidates: Vec<Uuid> = sqlx::query_scalar(EVENT_CANDIDATES)
+            .bind(tenant.uuid())
+            .bind(below)
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await?;
+        let done = sqlx::query(EVENTS).bind(&candidates).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        purged.events += done;
+        if (candidates.len() as i64) < batch {
+            break;
+        }
+    }
     Ok(purged)
 }
 
@@ -78,13 +101,15 @@ pub async fn with_sweep_lock<T, F>(pool: &PgPool, sweep: F) -> Result<Option<T>>
 where
     F: AsyncFnOnce(&mut PgConnection) -> Result<T>,
 {
-    let mut conn = pool.acquire().await?;
+    // A connection of its own, closed at the end (or dropped on a panic): a session lock can
+    // never go back to the pool still held.
+    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
     let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(SWEEP_LOCK).fetch_one(&mut *conn).await?;
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(SWEEP_LOCK).fetch_one(&mut conn).await?;
     if !locked {
         return Ok(None);
     }
     let result = sweep(&mut conn).await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(SWEEP_LOCK).execute(&mut *conn).await;
+    let _ = conn.close().await;
     result.map(Some)
 }

@@ -1,6 +1,6 @@
 //! The committed OpenAPI document (`api-spec/openapi.json`) must be exactly what the code
 //! generates, and the document must describe every route with its security and error responses.
-//! Regenerate with `UPDATE_OPENAPI=1 cargo test -p relay-admin --test openapi`.
+//! Regenerate with `UPDATE_OPENAPI=1 cargo test -p relay-admin --test api openapi::`.
 
 use std::path::PathBuf;
 
@@ -24,7 +24,7 @@ fn committed_spec_matches_the_generated_one() {
     assert!(
         committed == generated,
         "api-spec/openapi.json differs from relay_admin::openapi(); regenerate it with \
-         `UPDATE_OPENAPI=1 cargo test -p relay-admin --test openapi` (or `wap-relay openapi`)"
+         `UPDATE_OPENAPI=1 cargo test -p relay-admin --test api openapi::` (or `wap-relay openapi`)"
     );
 }
 

@@ -134,6 +134,11 @@ async fn update_tenant_changes_plan_status_and_merges_overrides(pool: PgPool) {
         ),
         (json!({"limits": {"burst": 0}}), StatusCode::UNPROCESSABLE_ENTITY, "limits.burst"),
         (
+            json!({"limits": {"retention_days": 4_000_000}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limits.retention_days",
+        ),
+        (
             json!({"limits": {"retry_window_seconds": 0}}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "limits.retry_window_seconds",
