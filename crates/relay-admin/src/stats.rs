@@ -29,7 +29,7 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
 pub struct UsageOut {
     pub sources: i64,
     pub destinations: i64,
-    /// Pending deliveries (compare with `limits.backlog`).
+    /// Pending deliveries, counted up to `limits.backlog` (the cap at which ingest answers 429).
     pub backlog: i64,
 }
 
@@ -54,7 +54,8 @@ pub(crate) async fn get_current_tenant(
         .map_err(or_not_found("tenant_not_found"))?;
     let sources = relay_store::sources::count_sources(&state.pool, auth.tenant_id).await?;
     let destinations = relay_store::destinations::count_destinations(&state.pool, auth.tenant_id).await?;
-    let backlog = store::backlog(&state.pool, auth.tenant_id).await?;
+    let cap = i64::try_from(tenant.limits().backlog).unwrap_or(i64::MAX);
+    let backlog = store::backlog(&state.pool, auth.tenant_id, cap).await?;
     Ok(ApiJson(CurrentTenantOut {
         tenant: TenantOut::from(&tenant),
         usage: UsageOut { sources, destinations, backlog: backlog.pending },
@@ -66,7 +67,7 @@ pub(crate) async fn get_current_tenant(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
-    /// Start of the window (RFC 3339; default 24 hours ago).
+    /// Start of the window (RFC 3339; default 24 hours ago; never earlier than the retention).
     #[serde(default, with = "crate::extract::utc_time::option")]
     pub since: Option<OffsetDateTime>,
 }
@@ -111,7 +112,7 @@ pub struct StatsOut {
     /// Successful attempts / attempts in the window; null without attempts.
     pub success_rate: Option<f64>,
     pub destinations: Vec<DestinationStatsOut>,
-    /// Pending deliveries now, whenever created.
+    /// Pending deliveries now, whenever created, counted up to the plan's backlog cap.
     pub backlog: i64,
     /// Age of the oldest pending delivery; null when there is none.
     pub oldest_pending_age_seconds: Option<i64>,
@@ -131,10 +132,17 @@ pub(crate) async fn get_stats(
     State(state): State<AdminState>,
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<StatsQuery>,
 ) -> Result<ApiJson<StatsOut>, ApiError> {
+    let tenant = relay_store::tenants::get_tenant(&state.pool, auth.tenant_id)
+        .await
+        .map_err(or_not_found("tenant_not_found"))?;
+    let limits = tenant.limits();
     let until = OffsetDateTime::now_utc();
-    let since = q.since.unwrap_or(until - DEFAULT_WINDOW);
+    // Nothing older than the retention is kept: a `since` before it reads no more than that.
+    let earliest = until - time::Duration::days(i64::from(limits.retention_days.max(1)));
+    let since = q.since.unwrap_or(until - DEFAULT_WINDOW).max(earliest);
     let rows = store::destination_stats(&state.pool, auth.tenant_id, since).await?;
-    let backlog = store::backlog(&state.pool, auth.tenant_id).await?;
+    let cap = i64::try_from(limits.backlog).unwrap_or(i64::MAX);
+    let backlog = store::backlog(&state.pool, auth.tenant_id, cap).await?;
     let mut totals = StatusCounts::default();
     let (mut attempts, mut successes) = (0, 0);
     let destinations = rows

@@ -67,15 +67,18 @@ pub struct Backlog {
     pub oldest_pending_at: Option<OffsetDateTime>,
 }
 
-/// The number of pending deliveries and the creation time of the oldest one (served by the
-/// partial index `deliveries_tenant_pending`).
-pub async fn backlog(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<Backlog> {
+/// The number of pending deliveries, counted up to `cap` (the plan's backlog cap, so the cost is
+/// bounded), and the creation time of the oldest one (served by the partial index
+/// `deliveries_tenant_pending`).
+pub async fn backlog(db: impl PgExecutor<'_>, tenant: TenantId, cap: i64) -> Result<Backlog> {
     let row = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM deliveries WHERE tenant_id = $1 AND status = 'pending') AS pending, \
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE tenant_id = $1 AND status = 'pending' \
+                 LIMIT $2) p) AS pending, \
                 (SELECT created_at FROM deliveries WHERE tenant_id = $1 AND status = 'pending' \
                  ORDER BY id LIMIT 1) AS oldest_pending_at",
     )
     .bind(tenant.uuid())
+    .bind(cap)
     .fetch_one(db)
     .await?;
     Ok(row)
