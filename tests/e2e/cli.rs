@@ -24,6 +24,15 @@ async fn tenant_create_and_token_issue_mint_tokens_the_api_accepts() {
         serde_json::from_str(&run_cli(&db, &["tenant", "create", "--name", "Acme", "--plan", "growth"]))
             .unwrap();
     assert_eq!(tenant["plan"], "growth");
+    assert_eq!(tenant["limits"]["sources"], 2, "the tenant as the admin API shows it");
+    assert!(tenant["token_expires_at"].is_string());
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_wap-relay"))
+        .args(["tenant", "create", "--name", " ", "--plan", "starter"])
+        .env("DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--name must be 1 to 200 characters"));
     let tenant_id = tenant["id"].as_str().unwrap();
     let server = Binary::start(&db, &prefix, &[]).await;
     let client = reqwest::Client::new();

@@ -50,6 +50,9 @@ pub enum TenantCommand {
         name: String,
         #[arg(long)]
         plan: Plan,
+        /// Lifetime of the tenant token printed with it, e.g. `12h`, `30d`.
+        #[arg(long, default_value = "30d", value_parser = parse_ttl)]
+        ttl: Duration,
     },
 }
 
@@ -114,22 +117,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&relay_admin::openapi())?);
             Ok(())
         }
-        Command::Tenant { command: TenantCommand::Create { name, plan } } => {
+        Command::Tenant { command: TenantCommand::Create { name, plan, ttl } } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 200 {
+                bail!("--name must be 1 to 200 characters");
+            }
             let deps = app::prepare(&settings).await?;
-            let tenant = tenants::insert_tenant(&deps.pool, &name, plan).await?;
-            let keys = &deps.jwt;
-            let ttl = Duration::from_secs(30 * 86_400);
+            let tenant = tenants::insert_tenant(&deps.pool, name, plan).await?;
             let (token, expires_at) =
-                relay_admin::issue_token(keys, relay_admin::Role::Tenant, Some(tenant.id), ttl);
-            let out = json!({
-                "id": tenant.id,
-                "name": tenant.name,
-                "plan": tenant.plan,
-                "status": tenant.status,
-                "created_at": tenant.created_at.format(&Rfc3339)?,
-                "token": token,
-                "token_expires_at": expires_at.format(&Rfc3339)?,
-            });
+                relay_admin::issue_token(&deps.jwt, relay_admin::Role::Tenant, Some(tenant.id), ttl);
+            // The tenant exactly as the admin API shows it, plus its first token.
+            let mut out = serde_json::to_value(relay_admin::TenantOut::from(&tenant))?;
+            out["token"] = json!(token);
+            out["token_expires_at"] = json!(expires_at.format(&Rfc3339)?);
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
