@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use relay_store::PgPool;
 use serde_json::json;
 
-use crate::support::{PUBLIC_URL, TestApp};
+use crate::support::{OneDelivery, PUBLIC_URL, TestApp};
 
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
 async fn create_destination_returns_its_signing_secret_once(pool: PgPool) {
@@ -202,11 +202,7 @@ async fn update_destination_merges_and_revalidates(pool: PgPool) {
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
 async fn deleting_a_destination_fails_its_pending_deliveries(pool: PgPool) {
     let app = TestApp::new(pool);
-    let t = app.tenant("pro").await;
-    let src = app.source(&t).await;
-    let dst = app.destination(&t, json!({})).await;
-    let evt = app.events(&t, src, 1, "message.received").await[0];
-    let dlv = app.delivery(&t, evt, dst).await;
+    let OneDelivery { t, dst, dlv } = app.one_delivery().await;
     let path = format!("/v1/destinations/{dst}");
     let res = app.call("DELETE", &path, Some(&t.token), None).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);

@@ -8,7 +8,7 @@ use relay_store::PgPool;
 use relay_store::rejections::NewRejection;
 use serde_json::{Value, json};
 
-use crate::support::TestApp;
+use crate::support::{OneDelivery, TestApp};
 
 fn ids(page: &Value) -> Vec<String> {
     page["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
@@ -210,11 +210,7 @@ async fn rejections_list_with_filters(pool: PgPool) {
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
 async fn dates_at_the_ends_of_the_calendar_answer_normally(pool: PgPool) {
     let app = TestApp::new(pool);
-    let t = app.tenant("pro").await;
-    let src = app.source(&t).await;
-    let dst = app.destination(&t, json!({})).await;
-    let evt = app.events(&t, src, 1, "message.received").await[0];
-    let dlv = app.delivery(&t, evt, dst).await;
+    let OneDelivery { t, dst, dlv } = app.one_delivery().await;
     app.finish(dlv, "failed").await;
     let far = "9999-12-31T23:55:00Z";
     let early = "0000-01-01T00:00:00Z";

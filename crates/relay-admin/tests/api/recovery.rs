@@ -9,7 +9,7 @@ use relay_store::PgPool;
 use serde_json::json;
 use sqlx::postgres::PgListener;
 
-use crate::support::TestApp;
+use crate::support::{OneDelivery, TestApp};
 
 async fn listener(pool: &PgPool) -> PgListener {
     let mut l = PgListener::connect_with(pool).await.unwrap();
@@ -57,11 +57,7 @@ async fn redeliver_delivery_requeues_any_status_as_manual(pool: PgPool) {
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
 async fn redeliver_delivery_of_a_deleted_destination_is_a_conflict(pool: PgPool) {
     let app = TestApp::new(pool);
-    let t = app.tenant("pro").await;
-    let src = app.source(&t).await;
-    let dst = app.destination(&t, json!({})).await;
-    let evt = app.events(&t, src, 1, "message.received").await[0];
-    let dlv = app.delivery(&t, evt, dst).await;
+    let OneDelivery { t, dst, dlv } = app.one_delivery().await;
     app.call("DELETE", &format!("/v1/destinations/{dst}"), Some(&t.token), None).await;
     let res = app.call("POST", &format!("/v1/deliveries/{dlv}/redeliver"), Some(&t.token), None).await;
     assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "destination_deleted"));

@@ -53,6 +53,13 @@ impl Resp {
     }
 }
 
+/// The ids made by [`TestApp::one_delivery`].
+pub struct OneDelivery {
+    pub t: Tenant,
+    pub dst: DestinationId,
+    pub dlv: DeliveryId,
+}
+
 /// A tenant made through the API, with a token.
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -175,6 +182,16 @@ impl TestApp {
         let d = NewDelivery { id, tenant_id: t.id, event_id: event, destination_id: destination };
         relay_store::deliveries::insert_deliveries(&self.pool, &[d]).await.unwrap();
         id
+    }
+
+    /// A pro tenant with a source, a destination, one event and its pending delivery.
+    pub async fn one_delivery(&self) -> OneDelivery {
+        let t = self.tenant("pro").await;
+        let src = self.source(&t).await;
+        let dst = self.destination(&t, json!({})).await;
+        let evt = self.events(&t, src, 1, "message.received").await[0];
+        let dlv = self.delivery(&t, evt, dst).await;
+        OneDelivery { t, dst, dlv }
     }
 
     /// Finishes a delivery with `status`, as the dispatcher does after its last attempt.
