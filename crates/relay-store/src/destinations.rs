@@ -177,7 +177,7 @@ pub async fn list_destinations(
     before: Option<DestinationId>,
     limit: i64,
 ) -> Result<Vec<DestinationRow>> {
-    crate::keyset::list_live(
+    crate::live::list_live(
         db,
         "destinations",
         DESTINATION_COLUMNS,
@@ -190,7 +190,7 @@ pub async fn list_destinations(
 
 /// How many live destinations the tenant has (for plan limits and usage).
 pub async fn count_destinations(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<i64> {
-    crate::keyset::count_live(db, "destinations", tenant.uuid()).await
+    crate::live::count_live(db, "destinations", tenant.uuid()).await
 }
 
 /// A live destination of this tenant.
@@ -347,14 +347,7 @@ pub async fn missing_destinations(
     tenant: TenantId,
     ids: &[DestinationId],
 ) -> Result<Vec<DestinationId>> {
-    let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
-    let missing: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT i.id FROM UNNEST($2::uuid[]) AS i(id) WHERE NOT EXISTS \
-         (SELECT 1 FROM destinations d WHERE d.tenant_id = $1 AND d.id = i.id AND d.deleted_at IS NULL)",
-    )
-    .bind(tenant.uuid())
-    .bind(ids)
-    .fetch_all(db)
-    .await?;
+    let ids = ids.iter().map(|id| id.uuid()).collect();
+    let missing = crate::live::missing_live(db, "destinations", tenant.uuid(), ids).await?;
     Ok(missing.into_iter().map(DestinationId::from_uuid).collect())
 }

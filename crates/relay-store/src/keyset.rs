@@ -97,35 +97,6 @@ pub(crate) fn push_page_end(q: &mut QueryBuilder<Postgres>, limit: i64, scan: Sc
     q.push_bind(limit);
 }
 
-/// A page of a tenant's live (not soft-deleted) rows of `table`, newest first, after `before`.
-pub(crate) async fn list_live<T>(
-    db: impl sqlx::PgExecutor<'_>,
-    table: &str,
-    columns: &str,
-    tenant: Uuid,
-    before: Option<Uuid>,
-    limit: i64,
-) -> crate::error::Result<Vec<T>>
-where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    let mut q = QueryBuilder::new(format!("SELECT {columns} FROM {table} WHERE deleted_at IS NULL AND "));
-    push_tenant(&mut q, tenant, Scan::ByTenant);
-    push_range(&mut q, before, "created_at", TimeRange::default());
-    push_page_end(&mut q, limit, Scan::ByTenant);
-    Ok(q.build_query_as().fetch_all(db).await?)
-}
-
-/// How many live rows of `table` the tenant has (plan limits and usage).
-pub(crate) async fn count_live(
-    db: impl sqlx::PgExecutor<'_>,
-    table: &str,
-    tenant: Uuid,
-) -> crate::error::Result<i64> {
-    let sql = format!("SELECT count(*) FROM {table} WHERE tenant_id = $1 AND deleted_at IS NULL");
-    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_one(db).await?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

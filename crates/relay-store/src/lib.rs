@@ -16,6 +16,7 @@ pub mod events;
 pub mod ingest;
 pub mod keyset;
 pub mod limiter;
+mod live;
 pub mod outcomes;
 pub mod redis;
 pub mod rejections;

@@ -167,13 +167,13 @@ pub async fn list_sources(
     before: Option<SourceId>,
     limit: i64,
 ) -> Result<Vec<SourceRow>> {
-    crate::keyset::list_live(db, "sources", SOURCE_COLUMNS, tenant.uuid(), before.map(SourceId::uuid), limit)
+    crate::live::list_live(db, "sources", SOURCE_COLUMNS, tenant.uuid(), before.map(SourceId::uuid), limit)
         .await
 }
 
 /// How many live sources the tenant has (for plan limits and usage).
 pub async fn count_sources(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<i64> {
-    crate::keyset::count_live(db, "sources", tenant.uuid()).await
+    crate::live::count_live(db, "sources", tenant.uuid()).await
 }
 
 /// The ids among `ids` that are not live sources of the tenant.
@@ -182,15 +182,8 @@ pub async fn missing_sources(
     tenant: TenantId,
     ids: &[SourceId],
 ) -> Result<Vec<SourceId>> {
-    let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
-    let missing: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT i.id FROM UNNEST($2::uuid[]) AS i(id) WHERE NOT EXISTS \
-         (SELECT 1 FROM sources s WHERE s.tenant_id = $1 AND s.id = i.id AND s.deleted_at IS NULL)",
-    )
-    .bind(tenant.uuid())
-    .bind(ids)
-    .fetch_all(db)
-    .await?;
+    let ids = ids.iter().map(|id| id.uuid()).collect();
+    let missing = crate::live::missing_live(db, "sources", tenant.uuid(), ids).await?;
     Ok(missing.into_iter().map(SourceId::from_uuid).collect())
 }
 
