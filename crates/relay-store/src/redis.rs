@@ -86,10 +86,13 @@ impl Redis {
         }
     }
 
-    /// Runs a command; `None` when Redis is down, slow or answers an error.
-    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
-        let mut conn = self.conn().await?;
-        match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+    /// Awaits one exchange with Redis within the operation timeout; an error or a timeout opens
+    /// the circuit breaker and gives `None`.
+    async fn bounded<T>(
+        &self,
+        exchange: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(OP_TIMEOUT, exchange).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 self.mark_down(&e);
@@ -102,20 +105,16 @@ impl Redis {
         }
     }
 
+    /// Runs a command; `None` when Redis is down, slow or answers an error.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
+        let mut conn = self.conn().await?;
+        self.bounded(cmd.query_async::<T>(&mut conn)).await
+    }
+
     /// Runs a pipeline; `None` as for [`Redis::query`].
     pub async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Option<T> {
         let mut conn = self.conn().await?;
-        match tokio::time::timeout(OP_TIMEOUT, pipe.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                self.mark_down(&e);
-                None
-            }
-            Err(_) => {
-                self.mark_down(&"timed out");
-                None
-            }
-        }
+        self.bounded(pipe.query_async::<T>(&mut conn)).await
     }
 
     /// Runs `calls` of `script` in one pipeline, by hash (EVALSHA: the source is not sent). The
@@ -145,17 +144,7 @@ impl Redis {
                 other => other,
             }
         };
-        match tokio::time::timeout(OP_TIMEOUT, exchange).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                self.mark_down(&e);
-                None
-            }
-            Err(_) => {
-                self.mark_down(&"timed out");
-                None
-            }
-        }
+        self.bounded(exchange).await
     }
 
     fn dedupe_key(&self, source: SourceId, wap_event_id: &str) -> String {
