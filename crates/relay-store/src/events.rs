@@ -26,17 +26,6 @@ pub async fn insert_events(db: impl PgExecutor<'_>, events: &[NewEvent]) -> Resu
     crate::ingest::store_events(db, events, &[]).await
 }
 
-/// Whether this source already stored this eventId (the slow path of dedupe).
-pub async fn event_exists(db: impl PgExecutor<'_>, source: SourceId, wap_event_id: &str) -> Result<bool> {
-    let found: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM events WHERE source_id = $1 AND wap_event_id = $2")
-            .bind(source.uuid())
-            .bind(wap_event_id)
-            .fetch_optional(db)
-            .await?;
-    Ok(found.is_some())
-}
-
 /// A stored event, as the admin API lists it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {
