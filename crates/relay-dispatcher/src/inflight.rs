@@ -2,16 +2,15 @@
 //! (for `max_in_flight`), the leases being worked on (given back at shutdown), and the task that
 //! runs one attempt and hands its record to the recorder.
 //!
-//! Invariant: a lease stays in [`InFlight::leases`] until its record is about to be queued, so at
-//! shutdown every row whose attempt did not finish is given back; the permit and the
-//! destination's count are released once the record is queued, or however else the task ends
-//! (cancelled).
+//! Invariant: a lease stays in [`InFlight::leases`] until its attempt's HTTP exchange is over, so
+//! at shutdown every row whose attempt did not finish is given back; the permit and the
+//! destination's count are released as soon as the exchange ends (the slot is free for the next
+//! attempt while the record waits for the recorder), or however else the task ends (cancelled).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use relay_core::{AttemptId, DeliveryId, DestinationId};
+use relay_core::{AttemptId, DeliveryId, DestinationId, TenantId};
 use relay_store::dispatch::{ClaimedDelivery, ClaimedEvent};
 use relay_store::outcomes::AttemptRecord;
 use time::OffsetDateTime;
@@ -28,9 +27,10 @@ use crate::request::Outbound;
 pub(crate) struct InFlight {
     pub permits: Arc<Semaphore>,
     counts: Mutex<HashMap<DestinationId, u32>>,
-    leases: Mutex<HashMap<DeliveryId, Uuid>>,
-    /// Signalled whenever an attempt ends and frees capacity.
+    leases: Mutex<HashMap<DeliveryId, (TenantId, Uuid)>>,
+    /// Signalled whenever an attempt ends and frees capacity: one for the rounds, one for the lane.
     pub freed: Notify,
+    pub freed_lane: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -44,6 +44,7 @@ impl InFlight {
             counts: Mutex::default(),
             leases: Mutex::default(),
             freed: Notify::new(),
+            freed_lane: Notify::new(),
         }
     }
 
@@ -61,8 +62,8 @@ impl InFlight {
     }
 
     /// The leases whose attempts never finished (called once the tasks are gone).
-    pub fn take_leases(&self) -> Vec<(DeliveryId, Uuid)> {
-        lock(&self.leases).drain().collect()
+    pub fn take_leases(&self) -> Vec<(DeliveryId, TenantId, Uuid)> {
+        lock(&self.leases).drain().map(|(id, (tenant, lease))| (id, tenant, lease)).collect()
     }
 
     /// Counts an attempt as started (before its task is spawned, so the next round sees it).
@@ -70,11 +71,12 @@ impl InFlight {
         self: &Arc<Self>,
         destination: DestinationId,
         delivery: DeliveryId,
+        tenant: TenantId,
         lease: Uuid,
         permit: OwnedSemaphorePermit,
     ) -> Slot {
         *lock(&self.counts).entry(destination).or_insert(0) += 1;
-        lock(&self.leases).insert(delivery, lease);
+        lock(&self.leases).insert(delivery, (tenant, lease));
         Slot { in_flight: self.clone(), destination, _permit: permit }
     }
 
@@ -88,6 +90,7 @@ impl InFlight {
         }
         drop(counts);
         self.freed.notify_one();
+        self.freed_lane.notify_one();
     }
 }
 
@@ -112,7 +115,8 @@ pub(crate) struct Context {
     pub cancel: CancellationToken,
 }
 
-/// Runs one attempt of a claimed delivery whose event is present, holding its `slot`.
+/// Runs one attempt of a claimed delivery whose event is present, holding its `slot` for the
+/// HTTP exchange only.
 pub(crate) async fn run_attempt(
     ctx: Arc<Context>,
     dest: Arc<Prepared>,
@@ -120,9 +124,8 @@ pub(crate) async fn run_attempt(
     event: ClaimedEvent,
     slot: Slot,
 ) {
-    let _slot = slot;
-    let body = Bytes::from(event.body);
-    let number = claimed.attempts + 1;
+    let body = event.body;
+    let number = claimed.number;
     let timestamp = OffsetDateTime::now_utc().unix_timestamp();
     let outbound = Outbound {
         event_id: claimed.event_id,
@@ -138,6 +141,8 @@ pub(crate) async fn run_attempt(
         report = attempt::perform(&ctx.client, &dest, payload) => report,
         () = ctx.cancel.cancelled() => return,
     };
+    lock(&ctx.in_flight.leases).remove(&claimed.id);
+    drop(slot);
     let jitter = rand::random_range(-1.0..=1.0);
     let now = OffsetDateTime::now_utc();
     // The backoff restarts with the window: a redelivered delivery waits as a new one would.
@@ -162,9 +167,10 @@ pub(crate) async fn run_attempt(
         error: report.error,
         next,
         gone,
+        known_failing_since: Some(dest.failing_since),
     };
-    lock(&ctx.in_flight.leases).remove(&claimed.id);
-    // Waits while the recorder's queue is full, holding the slot: that is backpressure too.
+    // Waits while the recorder's queue is full; the slot is already free (new attempts are held
+    // back by the recorder's room instead).
     if ctx.records.send(record).await.is_err() {
         tracing::error!(delivery.id = %claimed.id, "the recorder is gone; the attempt will be made again");
     }

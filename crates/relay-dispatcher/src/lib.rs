@@ -2,17 +2,22 @@
 //! happened (CONTRACT §4). Any number of processes may run it against one Postgres and one Redis.
 //!
 //! ```text
-//! wake-up (LISTEN, armed before the first query) or poll
-//!   -> list due destinations (skipping disabled ones, and tenants/destinations known to be limited)
+//! lane: ingest of this process stored deliveries already leased to us and hands them over
+//!   -> take limiter tokens -> deliver from memory (no claim, no read of the event)
+//! rounds: wake-up (LISTEN, armed before the first query) or poll
+//!   -> list due destinations in the queue (skipping disabled ones, and tenants/destinations
+//!      known to be limited)
 //!   -> share the free concurrency fairly between tenants, then their destinations
 //!   -> take limiter tokens (GCRA in Redis; a local governor limiter while Redis is down)
 //!   -> claim exactly that many rows per destination with a lease, commit
-//!   -> deliver concurrently (semaphore, per-destination max_in_flight), SSRF-checked client
+//! both: deliver concurrently (semaphore, per-destination max_in_flight), SSRF-checked client;
+//!   the slot is free as soon as the HTTP exchange ends
 //!   -> record attempts and outcomes in batches (one statement per batch, a few batches at once;
-//!      claims pause while recording is behind)
+//!      no attempt starts while recording is behind)
 //! ```
 //!
-//! The server binary calls [`run`]:
+//! The server binary starts a [`Dispatcher`], gives its [`Dispatcher::handoff`] to the ingress
+//! of the same process, and runs it; [`run`] does the same without a hand-off:
 //!
 //! ```no_run
 //! # async fn demo(pool: relay_store::PgPool, redis: relay_store::Redis,
@@ -36,6 +41,7 @@ mod attempt;
 mod client;
 mod engine;
 mod inflight;
+mod lane;
 mod limits;
 mod outcome;
 mod prepare;
@@ -44,11 +50,15 @@ mod request;
 pub mod retention;
 mod round;
 mod share;
+mod shared;
 
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use relay_core::secret::MasterKey;
+use relay_store::handoff::Handoff;
 use relay_store::{PgPool, Redis};
 
 pub use client::{GuardedResolver, build_client};
@@ -91,7 +101,30 @@ impl Default for DispatcherConfig {
     }
 }
 
-/// Runs the dispatcher until `shutdown` completes, then drains (see the crate docs).
+/// A dispatcher ready to run.
+pub struct Dispatcher {
+    engine: engine::Engine,
+}
+
+impl Dispatcher {
+    /// Builds the HTTP client and starts the recorder; nothing is claimed before [`Dispatcher::run`].
+    pub fn start(pool: PgPool, redis: Redis, master_key: MasterKey, config: DispatcherConfig) -> anyhow::Result<Self> {
+        Ok(Self { engine: engine::Engine::start(pool, redis, master_key, config)? })
+    }
+
+    /// The hand-off for the ingress of this process: deliveries it stores leased to us are
+    /// attempted from memory.
+    pub fn handoff(&self) -> Arc<dyn Handoff> {
+        self.engine.lane.clone()
+    }
+
+    /// Runs until `shutdown` completes, then drains (see the crate docs).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        self.engine.run(shutdown).await
+    }
+}
+
+/// Runs a dispatcher (without a hand-off) until `shutdown` completes, then drains.
 pub async fn run(
     pool: PgPool,
     redis: Redis,
@@ -99,5 +132,5 @@ pub async fn run(
     config: DispatcherConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    engine::Engine::start(pool, redis, master_key, config)?.run(shutdown).await
+    Dispatcher::start(pool, redis, master_key, config)?.run(shutdown).await
 }

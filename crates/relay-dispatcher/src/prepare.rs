@@ -56,6 +56,8 @@ pub(crate) struct Prepared {
     pub rate_per_second: Option<u32>,
     pub tenant_rate: u32,
     pub tenant_burst: u32,
+    /// The failure streak as read (the recorder looks at the destination only if it may change).
+    pub failing_since: Option<OffsetDateTime>,
 }
 
 /// Prepares a destination row; `Err` (with a reason safe to log) when it cannot be used at all.
@@ -94,6 +96,7 @@ pub(crate) fn prepare(
         rate_per_second: row.rate_limit_per_second.and_then(|r| u32::try_from(r).ok()).filter(|&r| r > 0),
         tenant_rate: limits.deliveries_per_second,
         tenant_burst: limits.burst.max(1),
+        failing_since: row.failing_since,
     })
 }
 

@@ -1,7 +1,9 @@
 //! Batched recording of attempts: finished attempts queue here and are written in batches of up
 //! to `batch` records, one statement per batch (`relay_store::outcomes::record_attempts`), by
 //! [`WRITERS`] writers at once, so recording costs a round trip per batch instead of per attempt
-//! and keeps up with bursts and a slow database.
+//! and keeps up with bursts and a slow database. A writer waits up to [`GATHER`] for a batch to
+//! fill: nobody waits for a record (the attempt is over), so a few milliseconds buy large batches
+//! and few commits.
 //!
 //! The queue is bounded, and its backlog (records queued or being written) is what the dispatch
 //! round asks [`Recorder::room`] about before claiming: while recording is behind, no more rows
@@ -12,7 +14,7 @@
 //! Invariants: an outcome is applied only by the lease holder (checked by the statement, so
 //! concurrent batches are safe); a batch is retried while Postgres is unavailable, for at most
 //! `give_up_after` (past that the rows' leases have ended and the attempts will be made again: at
-//! least once). The writers end when every sender is dropped and the queue is written.
+//! least once). The writers end when the recorder is closed and the queue is written.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +26,9 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinHandle;
 
 /// Batches written at once. Each holds a pool connection while it writes.
-pub(crate) const WRITERS: usize = 3;
+pub(crate) const WRITERS: usize = 2;
+/// How long a writer waits for its batch to fill once it has a first record.
+const GATHER: Duration = Duration::from_millis(5);
 
 pub(crate) struct RecorderConfig {
     pub batch: usize,
@@ -34,7 +38,8 @@ pub(crate) struct RecorderConfig {
 
 /// The sending side, shared by every attempt task.
 pub(crate) struct Recorder {
-    tx: mpsc::Sender<AttemptRecord>,
+    /// `None` once closed: the writers end when the queue is written.
+    tx: std::sync::Mutex<Option<mpsc::Sender<AttemptRecord>>>,
     backlog: Arc<AtomicUsize>,
     limit: usize,
     /// Signalled whenever a batch is written and the backlog shrinks.
@@ -44,11 +49,18 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// Queues a record; waits while the queue is full. `Err` only when the writers are gone.
     pub async fn send(&self, record: AttemptRecord) -> Result<(), AttemptRecord> {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(tx) = tx else { return Err(record) };
         self.backlog.fetch_add(1, Ordering::AcqRel);
-        self.tx.send(record).await.map_err(|e| {
+        tx.send(record).await.map_err(|e| {
             self.backlog.fetch_sub(1, Ordering::AcqRel);
             e.0
         })
+    }
+
+    /// No more records: the writers end once what is queued is written.
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Records queued or being written.
@@ -89,7 +101,7 @@ pub(crate) fn start(pool: PgPool, config: RecorderConfig) -> (Recorder, JoinHand
             let _ = w.await;
         }
     });
-    (Recorder { tx, backlog, limit, drained }, handle)
+    (Recorder { tx: std::sync::Mutex::new(Some(tx)), backlog, limit, drained }, handle)
 }
 
 struct Writer {
@@ -105,7 +117,19 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.config.batch);
         loop {
             // One writer at a time takes a batch; the others write theirs meanwhile.
-            let got = self.rx.lock().await.recv_many(&mut batch, self.config.batch).await;
+            let got = {
+                let mut rx = self.rx.lock().await;
+                let mut got = rx.recv_many(&mut batch, self.config.batch).await;
+                let until = tokio::time::Instant::now() + GATHER;
+                while got > 0 && got < self.config.batch {
+                    let more = tokio::time::timeout_at(until, rx.recv_many(&mut batch, self.config.batch - got));
+                    match more.await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                got
+            };
             if got == 0 {
                 return;
             }

@@ -23,11 +23,13 @@ use relay_store::{StoreError, tenants::TenantStatus};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::writer::Stored;
+use crate::writer::{Refused, Stored};
 use crate::{IngressState, rejection};
 
 /// How long WAPing is asked to wait when the tenant's backlog is full.
 const BACKLOG_RETRY_AFTER_SECONDS: u64 = 30;
+/// How long WAPing is asked to wait when the write queue is full.
+const OVERLOAD_RETRY_AFTER_SECONDS: u64 = 1;
 
 pub fn store_error(e: &StoreError) -> ApiError {
     if e.is_unavailable() {
@@ -45,7 +47,7 @@ fn source_not_found() -> ApiError {
 /// The live source named by the path, with its tenant.
 pub async fn lookup_source(state: &IngressState, raw_id: &str) -> Result<Arc<IngestSource>, ApiError> {
     let id: SourceId = raw_id.parse().map_err(|_| source_not_found())?;
-    match state.inner.sources.get(&state.inner.pool, id).await {
+    match state.inner.cache.source(&state.inner.pool, id).await {
         Ok(Some(found)) if found.source.deleted_at.is_none() => Ok(found),
         Ok(_) => Err(source_not_found()),
         Err(e) => Err(store_error(&e)),
@@ -176,7 +178,14 @@ async fn accept(
         body,
     };
     let ttl = Duration::from_secs(u64::from(limits.retention_days.max(1)) * 86_400);
-    let stored = state.inner.writer.store(event, ttl).await.map_err(|e| store_error(&e))?;
+    let stored = state.inner.writer.store(event, ttl).await.map_err(|refused| match refused {
+        Refused::Overloaded => {
+            metrics::counter!("relay_ingest_shed_total").increment(1);
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the relay is at capacity; retry shortly")
+                .with_retry_after(OVERLOAD_RETRY_AFTER_SECONDS)
+        }
+        Refused::Store(e) => store_error(&e),
+    })?;
     Ok(answer(stored))
 }
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use relay_core::secret::MasterKey;
+use relay_store::handoff::Handoff;
 use relay_store::{PgPool, Redis};
 
 pub use writer::{Writer, WriterConfig};
@@ -29,7 +30,8 @@ pub struct IngressConfig {
     pub max_body_bytes: usize,
     /// How long a tenant's backlog count is reused before it is counted again.
     pub backlog_refresh: Duration,
-    /// Longest life of a cached source; changes announced by Postgres drop entries at once.
+    /// Longest life of a cached source or fan-out; changes announced by Postgres drop entries at
+    /// once.
     pub source_cache_ttl: Duration,
 }
 
@@ -56,17 +58,29 @@ struct Inner {
     config: IngressConfig,
     writer: Writer,
     backlog: backlog::BacklogCache,
-    sources: Arc<source_cache::SourceCache>,
+    cache: Arc<source_cache::ConfigCache>,
 }
 
 impl IngressState {
-    /// Starts the group-commit writer on the current runtime.
+    /// Starts the group-commit writer on the current runtime, without a local dispatcher.
     pub fn new(pool: PgPool, redis: Redis, master_key: MasterKey, config: IngressConfig) -> Self {
-        let writer = Writer::start(pool.clone(), redis.clone(), WriterConfig::default());
+        Self::with_handoff(pool, redis, master_key, config, None)
+    }
+
+    /// Starts the group-commit writer; deliveries the local dispatcher (`handoff`) takes are
+    /// queued leased to it and handed over after the commit.
+    pub fn with_handoff(
+        pool: PgPool,
+        redis: Redis,
+        master_key: MasterKey,
+        config: IngressConfig,
+        handoff: Option<Arc<dyn Handoff>>,
+    ) -> Self {
+        let cache = source_cache::ConfigCache::new(config.source_cache_ttl);
+        tokio::spawn(cache.clone().watch(pool.clone()));
+        let writer = Writer::start(pool.clone(), redis.clone(), WriterConfig::default(), cache.clone(), handoff);
         let backlog = backlog::BacklogCache::new(config.backlog_refresh);
-        let sources = source_cache::SourceCache::new(config.source_cache_ttl);
-        tokio::spawn(sources.clone().watch(pool.clone()));
-        Self { inner: Arc::new(Inner { pool, redis, master_key, config, writer, backlog, sources }) }
+        Self { inner: Arc::new(Inner { pool, redis, master_key, config, writer, backlog, cache }) }
     }
 }
 

@@ -1,118 +1,111 @@
-//! A per-process cache of ingest sources (each with its tenant's plan, limits and status), so an
-//! accepted event costs no lookup query. Entries are dropped as soon as the source or its tenant
-//! changes anywhere in the fleet: triggers announce every change on
-//! `relay_store::sources::CONFIG_CHANNEL`, and this process LISTENs.
-//!
-//! Invariants: nothing is cached while the LISTEN is not in place (changes could be missed), and
-//! everything is dropped when it is lost. A lookup that raced with a change is not cached (a
-//! generation counter moves on every change), so a stale row never outlives its notification.
-//! Unknown sources are never cached. Entries also expire after `ttl`, as a last resort.
+//! Per-process caches of what ingest reads for every event: the source (with its tenant's plan,
+//! limits and status), so an accepted event costs no lookup query, and each tenant's fan-out
+//! destinations (filters and what the local dispatcher needs to size its lease), so a batch
+//! write is one statement. Both are `relay_store::watched` caches: entries are dropped as soon
+//! as the source, destination or tenant changes anywhere in the fleet (triggers announce every
+//! change on the config channel, and this process LISTENs), and nothing is cached while the
+//! LISTEN is not in place. Unknown sources are never cached.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use relay_core::SourceId;
-use relay_store::PgListener;
-use relay_store::sources::{self, CONFIG_CHANNEL, IngestSource};
+use relay_core::{SourceId, TenantId};
+use relay_store::destinations::{FanoutDestination, list_fanout_destinations};
+use relay_store::listen::{CONFIG_CHANNEL, Change, Heard, listen};
+use relay_store::sources::{self, IngestSource};
+use relay_store::watched::Watched;
 use relay_store::{PgPool, StoreError};
 use uuid::Uuid;
 
-const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 const MAX_ENTRIES: usize = 100_000;
 
-pub struct SourceCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<SourceId, (Instant, Arc<IngestSource>)>>,
-    generation: AtomicU64,
-    listening: AtomicBool,
+pub struct ConfigCache {
+    sources: Watched<SourceId, Arc<IngestSource>>,
+    fanout: Watched<TenantId, Arc<Vec<FanoutDestination>>>,
 }
 
-impl SourceCache {
-    /// A cache that stays empty until [`SourceCache::watch`] has its LISTEN in place.
+impl ConfigCache {
+    /// Caches that stay empty until [`ConfigCache::watch`] has its LISTEN in place; entries live
+    /// at most `ttl` whatever the announcements say.
     pub fn new(ttl: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
-            listening: AtomicBool::new(false),
-        })
+        Arc::new(Self { sources: Watched::new(ttl, MAX_ENTRIES), fanout: Watched::new(ttl, MAX_ENTRIES) })
     }
 
-    pub async fn get(&self, pool: &PgPool, id: SourceId) -> Result<Option<Arc<IngestSource>>, StoreError> {
-        if self.listening.load(Ordering::Acquire) {
-            let entries = self.entries.lock().expect("source cache lock");
-            if let Some((at, found)) = entries.get(&id)
-                && at.elapsed() < self.ttl
-            {
-                return Ok(Some(found.clone()));
-            }
+    pub async fn source(&self, pool: &PgPool, id: SourceId) -> Result<Option<Arc<IngestSource>>, StoreError> {
+        if let Some(found) = self.sources.get(&id) {
+            return Ok(Some(found));
         }
-        let generation = self.generation.load(Ordering::Acquire);
+        let ticket = self.sources.ticket();
         let Some(found) = sources::find_ingest_source(pool, id).await?.map(Arc::new) else {
             return Ok(None);
         };
-        let mut entries = self.entries.lock().expect("source cache lock");
-        if self.listening.load(Ordering::Acquire) && self.generation.load(Ordering::Acquire) == generation {
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-            entries.insert(id, (Instant::now(), found.clone()));
-        }
+        self.sources.put(ticket, id, found.clone());
         Ok(Some(found))
     }
 
-    fn forget(&self, announcement: &str) {
-        let mut entries = self.entries.lock().expect("source cache lock");
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        let parsed =
-            announcement.split_once(':').and_then(|(kind, id)| Some((kind, id.parse::<Uuid>().ok()?)));
-        match parsed {
-            Some(("source", id)) => {
-                entries.remove(&SourceId::from_uuid(id));
+    /// The enabled, live destinations of each of `tenants`.
+    pub async fn fanout(
+        &self,
+        pool: &PgPool,
+        tenants: &[TenantId],
+    ) -> Result<HashMap<TenantId, Arc<Vec<FanoutDestination>>>, StoreError> {
+        let mut found = HashMap::with_capacity(tenants.len());
+        let mut missing: Vec<Uuid> = Vec::new();
+        for t in tenants {
+            match self.fanout.get(t) {
+                Some(d) => {
+                    found.insert(*t, d);
+                }
+                None => missing.push(t.uuid()),
             }
-            Some(("tenant", id)) => entries.retain(|_, (_, found)| found.source.tenant_id != id),
-            _ => entries.clear(),
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let ticket = self.fanout.ticket();
+        let mut loaded: HashMap<TenantId, Vec<FanoutDestination>> =
+            missing.iter().map(|t| (TenantId::from_uuid(*t), Vec::new())).collect();
+        for d in list_fanout_destinations(pool, &missing).await? {
+            loaded.entry(d.tenant_id).or_default().push(d);
+        }
+        for (tenant, destinations) in loaded {
+            let destinations = Arc::new(destinations);
+            self.fanout.put(ticket, tenant, destinations.clone());
+            found.insert(tenant, destinations);
+        }
+        Ok(found)
+    }
+
+    fn hear(&self, heard: &Heard<'_>) {
+        match heard {
+            Heard::Listening => {
+                self.sources.set_listening(true);
+                self.fanout.set_listening(true);
+            }
+            Heard::Lost => {
+                self.sources.set_listening(false);
+                self.fanout.set_listening(false);
+            }
+            Heard::Notification { payload, .. } => match Change::parse(payload) {
+                Change::Source(id) => {
+                    self.sources.forget(|k, _| k.uuid() == id);
+                }
+                Change::Tenant(t) => {
+                    self.sources.forget(|_, s| s.source.tenant_id == t);
+                    self.fanout.forget(|k, _| k.uuid() == t);
+                }
+                Change::Destination { tenant, .. } => self.fanout.forget(|k, _| k.uuid() == tenant),
+                Change::Unknown => {
+                    self.sources.forget(|_, _| true);
+                    self.fanout.forget(|_, _| true);
+                }
+            },
         }
     }
 
-    fn set_listening(&self, on: bool) {
-        let mut entries = self.entries.lock().expect("source cache lock");
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.clear();
-        self.listening.store(on, Ordering::Release);
-    }
-
-    /// Keeps the LISTEN in place for as long as the process runs, reconnecting as needed.
+    /// Keeps the LISTEN in place for as long as the process runs.
     pub async fn watch(self: Arc<Self>, pool: PgPool) {
-        loop {
-            match PgListener::connect_with(&pool).await {
-                Ok(mut listener) => match listener.listen(CONFIG_CHANNEL).await {
-                    Ok(()) => {
-                        self.set_listening(true);
-                        // try_recv, not recv: recv would reconnect silently and hide the
-                        // notifications missed meanwhile.
-                        loop {
-                            match listener.try_recv().await {
-                                Ok(Some(n)) => self.forget(n.payload()),
-                                Ok(None) => {
-                                    tracing::warn!("source cache lost its LISTEN; not caching meanwhile");
-                                    break;
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "source cache lost its LISTEN; not caching meanwhile");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "source cache cannot LISTEN; not caching meanwhile"),
-                },
-                Err(e) => tracing::debug!(error = %e, "source cache cannot connect; not caching meanwhile"),
-            }
-            self.set_listening(false);
-            tokio::time::sleep(RECONNECT_PAUSE).await;
-        }
+        listen(pool, &[CONFIG_CHANNEL], "ingress config", move |heard| self.hear(&heard)).await;
     }
 }

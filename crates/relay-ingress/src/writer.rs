@@ -1,24 +1,36 @@
-//! Group commit for the ingest path. Requests hand their event to one queue; a collector takes
-//! whatever is queued (up to `max_batch`) as soon as a writer slot is free, and a writer stores the
-//! batch — events, the fan-out deliveries, the dispatcher wake-up — in one statement, so one
-//! transaction and two round trips per batch (the destinations read, then the write). Under
+//! Group commit for the ingest path. Requests hand their event to one queue; as soon as a writer
+//! slot is free a batch is taken (whatever is queued, up to a count and a size) and stored —
+//! events, the fan-out deliveries, the dispatcher wake-up — in one statement, so one transaction
+//! and one round trip per batch (the fan-out destinations come from the process's cache). Under
 //! light load a batch is one event and nothing waits; under heavy load many requests share one
 //! commit (one WAL flush), which is what makes high ingest rates possible.
 //!
+//! The queue is bounded by count, by bytes and by the age of its oldest job: past any bound a new
+//! request is refused at once ([`Refused::Overloaded`], answered 503 with `Retry-After`), so an
+//! overload costs WAPing a fast retry instead of every request a growing wait.
+//!
+//! With a local dispatcher ([`Handoff`]), the deliveries it takes are queued already leased to it
+//! and handed over after the commit, with the event in memory.
+//!
 //! Invariants: a request is answered only after its batch committed, or with the error that
 //! prevented it. One bad row must not fail other requests: a batch that fails for a reason other
-//! than an unavailable database is retried one event at a time.
+//! than an unavailable database is retried one event at a time. Every reservation made with the
+//! hand-off is handed over or cancelled, whatever happens to the batch (even a panic).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use relay_core::filter::EventKey;
-use relay_core::{DeliveryId, EventId, TenantId};
+use relay_core::{DeliveryId, DestinationId, EventId, TenantId};
 use relay_store::deliveries::NewDelivery;
 use relay_store::events::NewEvent;
-use relay_store::{PgPool, Redis, StoreError, destinations, ingest};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use relay_store::handoff::{Fresh, Handoff};
+use relay_store::{PgPool, Redis, StoreError, ingest};
+use tokio::sync::{Notify, Semaphore, oneshot};
+use uuid::Uuid;
+
+use crate::source_cache::ConfigCache;
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -26,13 +38,25 @@ pub struct WriterConfig {
     pub writers: usize,
     /// Most events in one transaction.
     pub max_batch: usize,
-    /// Requests waiting for a writer before new ones wait to enqueue.
+    /// Most bytes of event bodies in one transaction.
+    pub max_batch_bytes: usize,
+    /// Most requests waiting for a writer, by count and by body bytes.
     pub queue: usize,
+    pub queue_bytes: usize,
+    /// A request is refused while the oldest waiting one has waited this long.
+    pub max_wait: Duration,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self { writers: 4, max_batch: 256, queue: 8_192 }
+        Self {
+            writers: std::env::var("XX_WRITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2),
+            max_batch: 512,
+            max_batch_bytes: 8 << 20,
+            queue: 4_096,
+            queue_bytes: 64 << 20,
+            max_wait: Duration::from_millis(50),
+        }
     }
 }
 
@@ -45,57 +69,122 @@ pub enum Stored {
     Duplicate,
 }
 
+/// Why an event was not stored.
+#[derive(Debug, Clone)]
+pub enum Refused {
+    /// The write queue is full: nothing was stored; retry shortly.
+    Overloaded,
+    Store(Arc<StoreError>),
+}
+
 struct Job {
     event: NewEvent,
     dedupe_ttl: Duration,
+    queued_at: Instant,
     reply: oneshot::Sender<Result<Stored, Arc<StoreError>>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    bytes: usize,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Notify,
+    config: WriterConfig,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Handle to the group-commit writer; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
-    pub fn start(pool: PgPool, redis: Redis, config: WriterConfig) -> Self {
-        let (queue, jobs) = mpsc::channel(config.queue);
-        tokio::spawn(collect(jobs, Arc::new(Deps { pool, redis }), config));
-        Self { queue }
+    pub fn start(
+        pool: PgPool,
+        redis: Redis,
+        config: WriterConfig,
+        cache: Arc<ConfigCache>,
+        handoff: Option<Arc<dyn Handoff>>,
+    ) -> Self {
+        let shared = Arc::new(Shared { queue: Mutex::default(), ready: Notify::new(), config });
+        let deps = Arc::new(Deps { pool, redis, cache, handoff });
+        tokio::spawn(collect(shared.clone(), deps));
+        Self { shared }
     }
 
     /// Stores one event (unless it is a duplicate) and its deliveries; returns after the commit.
     /// `dedupe_ttl` is how long the Redis fast path remembers it (the tenant's retention).
-    pub async fn store(&self, event: NewEvent, dedupe_ttl: Duration) -> Result<Stored, Arc<StoreError>> {
+    pub async fn store(&self, event: NewEvent, dedupe_ttl: Duration) -> Result<Stored, Refused> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { event, dedupe_ttl, reply };
-        if self.queue.send(job).await.is_err() {
-            return Err(Arc::new(StoreError::Corrupt("the ingest writer has stopped".into())));
+        {
+            let config = &self.shared.config;
+            let mut queue = self.shared.lock();
+            let len = event.body.len();
+            let stale = queue.jobs.front().is_some_and(|j| j.queued_at.elapsed() >= config.max_wait);
+            if stale
+                || queue.jobs.len() >= config.queue
+                || (!queue.jobs.is_empty() && queue.bytes + len > config.queue_bytes)
+            {
+                return Err(Refused::Overloaded);
+            }
+            queue.bytes += len;
+            queue.jobs.push_back(Job { event, dedupe_ttl, queued_at: Instant::now(), reply });
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(Arc::new(StoreError::Corrupt("the ingest writer dropped a request".into())))
-        })
+        self.shared.ready.notify_one();
+        match answer.await {
+            Ok(result) => result.map_err(Refused::Store),
+            Err(_) => Err(Refused::Store(Arc::new(StoreError::Corrupt("the ingest writer dropped a request".into())))),
+        }
     }
 }
 
 struct Deps {
     pool: PgPool,
     redis: Redis,
+    cache: Arc<ConfigCache>,
+    handoff: Option<Arc<dyn Handoff>>,
 }
 
-async fn collect(mut jobs: mpsc::Receiver<Job>, deps: Arc<Deps>, config: WriterConfig) {
-    let slots = Arc::new(Semaphore::new(config.writers.max(1)));
+/// Takes the next batch: up to `max_batch` jobs and `max_batch_bytes` (at least one job).
+fn take_batch(shared: &Shared) -> Vec<Job> {
+    let config = &shared.config;
+    let mut queue = shared.lock();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while let Some(job) = queue.jobs.front() {
+        let len = job.event.body.len();
+        if !batch.is_empty() && (batch.len() >= config.max_batch || bytes + len > config.max_batch_bytes) {
+            break;
+        }
+        bytes += len;
+        batch.push(queue.jobs.pop_front().expect("front exists"));
+    }
+    queue.bytes -= bytes;
+    batch
+}
+
+async fn collect(shared: Arc<Shared>, deps: Arc<Deps>) {
+    let slots = Arc::new(Semaphore::new(shared.config.writers.max(1)));
     loop {
         // Wait for a free writer first: while all are busy, requests pile up into the next batch.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let Some(first) = jobs.recv().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < config.max_batch {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let batch = loop {
+            let batch = take_batch(&shared);
+            if !batch.is_empty() {
+                break batch;
             }
-        }
+            shared.ready.notified().await;
+        };
         let deps = deps.clone();
         tokio::spawn(async move {
             write(&deps, batch).await;
@@ -107,7 +196,7 @@ async fn collect(mut jobs: mpsc::Receiver<Job>, deps: Arc<Deps>, config: WriterC
 async fn write(deps: &Deps, batch: Vec<Job>) {
     metrics::histogram!("relay_ingest_batch_size").record(batch.len() as f64);
     let events: Vec<NewEvent> = batch.iter().map(|j| j.event.clone()).collect();
-    match guarded(&deps.pool, &events).await {
+    match guarded(deps, &events).await {
         Ok(outcomes) => finish(deps, batch, outcomes).await,
         Err(e) if e.is_unavailable() || batch.len() == 1 => {
             let e = Arc::new(e);
@@ -118,7 +207,7 @@ async fn write(deps: &Deps, batch: Vec<Job>) {
         Err(e) => {
             tracing::warn!(error = %e, batch.size = batch.len(), "ingest batch failed; storing its events one by one");
             for job in batch {
-                let result = guarded(&deps.pool, std::slice::from_ref(&job.event)).await;
+                let result = guarded(deps, std::slice::from_ref(&job.event)).await;
                 match result {
                     Ok(outcomes) => finish(deps, vec![job], outcomes).await,
                     Err(e) => {
@@ -143,28 +232,47 @@ async fn finish(deps: &Deps, batch: Vec<Job>, outcomes: Vec<Stored>) {
 
 /// [`store_batch`], with a panic turned into an error: whatever goes wrong with one event, the
 /// batch falls back to storing its events one by one, so the others are still answered.
-async fn guarded(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
+async fn guarded(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
     use futures::FutureExt;
-    std::panic::AssertUnwindSafe(store_batch(pool, events))
+    std::panic::AssertUnwindSafe(store_batch(deps, events))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| Err(StoreError::Corrupt("storing an ingest batch panicked".into())))
 }
 
-/// Reads the enabled destinations of the batch's tenants, matches every event against their
-/// filters, then stores the events and the deliveries of the new ones in one statement (one
-/// transaction). Fan-out uses the destinations as read at the start of the batch's write: one
-/// created a moment later gets the next events, and one deleted a moment earlier has its
-/// deliveries failed by the dispatcher. Returns one outcome per input event.
-async fn store_batch(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
-    let tenants: Vec<uuid::Uuid> =
-        events.iter().map(|e| e.tenant_id.uuid()).collect::<HashSet<_>>().into_iter().collect();
-    let fanout = destinations::list_fanout_destinations(pool, &tenants).await?;
-    let mut by_tenant: HashMap<TenantId, Vec<&destinations::FanoutDestination>> = HashMap::new();
-    for d in &fanout {
-        by_tenant.entry(d.tenant_id).or_default().push(d);
+/// Reservations made with the hand-off; whatever is not handed over is cancelled on drop.
+struct Reservations {
+    handoff: Option<Arc<dyn Handoff>>,
+    held: Vec<(TenantId, DestinationId)>,
+}
+
+impl Drop for Reservations {
+    fn drop(&mut self) {
+        if let Some(h) = &self.handoff
+            && !self.held.is_empty()
+        {
+            h.cancel(&self.held);
+        }
     }
-    let mut candidates = Vec::new();
+}
+
+/// One candidate delivery and what the hand-off needs of its destination.
+struct Candidate {
+    delivery: NewDelivery,
+    max_in_flight: u32,
+    timeout_ms: u32,
+}
+
+/// Matches every event against its tenant's fan-out destinations (as cached: one created a
+/// moment ago gets the next events, and one deleted a moment ago has its deliveries failed by the
+/// dispatcher), reserving first attempts with the hand-off, then stores the events and the
+/// deliveries of the new ones in one statement (one transaction), then hands the reserved
+/// deliveries of new events over. Returns one outcome per input event.
+async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
+    let tenants: Vec<TenantId> = events.iter().map(|e| e.tenant_id).collect::<HashSet<_>>().into_iter().collect();
+    let fanout = deps.cache.fanout(&deps.pool, &tenants).await?;
+    let mut reservations = Reservations { handoff: deps.handoff.clone(), held: Vec::new() };
+    let mut candidates: Vec<Candidate> = Vec::new();
     let mut per_event = Vec::with_capacity(events.len());
     for event in events {
         let key = EventKey {
@@ -173,20 +281,30 @@ async fn store_batch(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Stored>, 
             device_id: event.device_id.as_deref(),
         };
         let before = candidates.len();
-        for d in by_tenant.get(&event.tenant_id).into_iter().flatten() {
-            if d.filter.matches(&key) {
-                candidates.push(NewDelivery {
-                    id: DeliveryId::new(),
-                    tenant_id: event.tenant_id,
-                    event_id: event.id,
-                    destination_id: d.id,
-                });
+        for d in fanout.get(&event.tenant_id).into_iter().flat_map(|v| v.iter()) {
+            if !d.filter.matches(&key) {
+                continue;
             }
+            let lease_ms = deps.handoff.as_ref().and_then(|h| h.reserve(event.tenant_id, d));
+            if lease_ms.is_some() {
+                reservations.held.push((event.tenant_id, d.id));
+            }
+            let delivery = NewDelivery {
+                id: DeliveryId::new(),
+                tenant_id: event.tenant_id,
+                event_id: event.id,
+                destination_id: d.id,
+                lease_ms,
+            };
+            candidates.push(Candidate { delivery, max_in_flight: d.max_in_flight, timeout_ms: d.timeout_ms });
         }
         per_event.push(candidates.len() - before);
     }
+    let token = deps.handoff.as_ref().map_or(Uuid::nil(), |h| h.lease_token());
+    let deliveries: Vec<NewDelivery> = candidates.iter().map(|c| c.delivery).collect();
     let inserted: HashSet<EventId> =
-        ingest::store_events(pool, events, &candidates).await?.into_iter().collect();
+        ingest::store_events(&deps.pool, events, &deliveries, token).await?.into_iter().collect();
+    hand_over(deps, events, &candidates, &inserted, &mut reservations);
     Ok(events
         .iter()
         .zip(per_event)
@@ -196,4 +314,40 @@ async fn store_batch(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Stored>, 
             },
         )
         .collect())
+}
+
+/// Hands the reserved deliveries of the stored events over; the rest are cancelled by
+/// `reservations` when it is dropped.
+fn hand_over(
+    deps: &Deps,
+    events: &[NewEvent],
+    candidates: &[Candidate],
+    inserted: &HashSet<EventId>,
+    reservations: &mut Reservations,
+) {
+    let Some(handoff) = &deps.handoff else { return };
+    let by_id: HashMap<EventId, &NewEvent> = events.iter().map(|e| (e.id, e)).collect();
+    let mut fresh = Vec::new();
+    let mut dropped = Vec::new();
+    for c in candidates.iter().filter(|c| c.delivery.lease_ms.is_some()) {
+        let d = &c.delivery;
+        match by_id.get(&d.event_id) {
+            Some(e) if inserted.contains(&d.event_id) => fresh.push(Fresh {
+                id: d.id,
+                tenant_id: d.tenant_id,
+                event_id: d.event_id,
+                destination_id: d.destination_id,
+                wap_event_id: e.wap_event_id.clone(),
+                event_type: e.event_type.clone(),
+                body: e.body.clone(),
+                max_in_flight: c.max_in_flight,
+                timeout_ms: c.timeout_ms,
+            }),
+            _ => dropped.push((d.tenant_id, d.destination_id)),
+        }
+    }
+    reservations.held = dropped;
+    if !fresh.is_empty() {
+        handoff.hand_over(fresh);
+    }
 }

@@ -4,7 +4,7 @@
 //! drain, and returns.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use axum::Router;
@@ -16,6 +16,7 @@ use base64::Engine;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use relay_core::secret::{MasterKey, random_bytes};
 use relay_store::db::{self, PoolConfig};
+use relay_store::handoff::Handoff;
 use relay_store::{PgPool, Redis, settings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -96,8 +97,9 @@ async fn readyz(State(pool): State<PgPool>) -> impl IntoResponse {
     }
 }
 
-/// The HTTP router of the roles that serve HTTP.
-pub fn router(deps: &Deps, settings: &Settings) -> Router {
+/// The HTTP router of the roles that serve HTTP; `handoff` is this process's dispatcher, when it
+/// runs one (ingest then hands it the deliveries it can attempt at once).
+pub fn router(deps: &Deps, settings: &Settings, handoff: Option<Arc<dyn Handoff>>) -> Router {
     let metrics = metrics_handle();
     let mut app = Router::new()
         .route("/healthz", get(healthz))
@@ -106,11 +108,12 @@ pub fn router(deps: &Deps, settings: &Settings) -> Router {
     if settings.roles.ingress {
         let config =
             relay_ingress::IngressConfig { max_body_bytes: settings.max_body_bytes, ..Default::default() };
-        let state = relay_ingress::IngressState::new(
+        let state = relay_ingress::IngressState::with_handoff(
             deps.pool.clone(),
             deps.redis.clone(),
             deps.master_key.clone(),
             config,
+            handoff,
         );
         app = app.merge(relay_ingress::router(state));
     }
@@ -155,16 +158,14 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let dispatcher = settings.roles.dispatcher.then(|| {
-        let config = dispatcher_config(&settings);
-        tokio::spawn(relay_dispatcher::run(
-            deps.pool.clone(),
-            deps.redis.clone(),
-            deps.master_key.clone(),
-            config,
-            stopped(stop_rx.clone()),
-        ))
-    });
+    let dispatcher = if settings.roles.dispatcher {
+        let (pool, redis, key) = (deps.pool.clone(), deps.redis.clone(), deps.master_key.clone());
+        Some(relay_dispatcher::Dispatcher::start(pool, redis, key, dispatcher_config(&settings))?)
+    } else {
+        None
+    };
+    let handoff = dispatcher.as_ref().map(|d| d.handoff());
+    let dispatcher = dispatcher.map(|d| tokio::spawn(d.run(stopped(stop_rx.clone()))));
 
     if settings.roles.dispatcher {
         let sweep =
@@ -172,8 +173,13 @@ pub async fn serve(
         tokio::spawn(sweep);
     }
 
-    let app = router(&deps, &settings);
+    let app = router(&deps, &settings, handoff);
     tracing::info!(listen = %listener.local_addr()?, roles = ?settings.roles, "wap-relay serving");
+    // No Nagle delay on responses: a response written in two segments would otherwise wait for
+    // the client's delayed ACK (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone())).await?;
     if let Some(handle) = dispatcher {
         handle.await.context("the dispatcher panicked")??;

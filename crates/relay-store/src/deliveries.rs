@@ -1,4 +1,8 @@
-//! The `deliveries` table: one event's delivery to one destination, its state and schedule.
+//! The `deliveries` table, the log of one event's delivery to one destination (its state as the
+//! API shows it), and the writes that put deliveries (back) into `delivery_queue`.
+//!
+//! Invariant: a delivery is `pending` if and only if it has a queue row; every statement here
+//! changes both together.
 
 use relay_core::{DeliveryId, DestinationId, EventId, TenantId};
 use sqlx::PgExecutor;
@@ -15,28 +19,34 @@ pub struct NewDelivery {
     pub tenant_id: TenantId,
     pub event_id: EventId,
     pub destination_id: DestinationId,
+    /// Queue the delivery leased to the caller for this long (its first attempt is the caller's);
+    /// `None`: due now, for any dispatcher.
+    pub lease_ms: Option<u32>,
 }
 
-/// Inserts pending deliveries, due now.
-pub async fn insert_deliveries(db: impl PgExecutor<'_>, deliveries: &[NewDelivery]) -> Result<()> {
+impl NewDelivery {
+    /// A delivery due now, for any dispatcher.
+    pub fn due_now(tenant_id: TenantId, event_id: EventId, destination_id: DestinationId) -> Self {
+        Self { id: DeliveryId::new(), tenant_id, event_id, destination_id, lease_ms: None }
+    }
+}
+
+/// Inserts pending deliveries of stored events (log and queue rows), due now or leased under
+/// `lease_token` as each says.
+pub async fn insert_deliveries(
+    db: impl PgExecutor<'_>,
+    deliveries: &[NewDelivery],
+    lease_token: Uuid,
+) -> Result<()> {
     if deliveries.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id.uuid()).collect();
-    let tenants: Vec<Uuid> = deliveries.iter().map(|d| d.tenant_id.uuid()).collect();
-    let events: Vec<Uuid> = deliveries.iter().map(|d| d.event_id.uuid()).collect();
-    let destinations: Vec<Uuid> = deliveries.iter().map(|d| d.destination_id.uuid()).collect();
-    sqlx::query(
-        "INSERT INTO deliveries (id, tenant_id, event_id, destination_id, next_attempt_at) \
-         SELECT d.id, d.tenant_id, d.event_id, d.destination_id, now() \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[]) AS d(id, tenant_id, event_id, destination_id)",
-    )
-    .bind(ids)
-    .bind(tenants)
-    .bind(events)
-    .bind(destinations)
-    .execute(db)
-    .await?;
+    let sql = sqlx::AssertSqlSafe(format!(
+        "WITH ins AS (SELECT DISTINCT x.id FROM UNNEST($3::uuid[]) AS x(id)), {} SELECT count(*) FROM dq",
+        crate::ingest::queue_sql(1)
+    ));
+    let q = sqlx::query_as::<_, (i64,)>(sql);
+    crate::ingest::QueueColumns::of(deliveries, lease_token).bind(q).fetch_one(db).await?;
     Ok(())
 }
 
@@ -50,7 +60,7 @@ pub async fn notify_due(db: impl PgExecutor<'_>) -> Result<()> {
 /// counting a huge backlog in full).
 pub async fn count_backlog(db: impl PgExecutor<'_>, tenant: TenantId, cap: i64) -> Result<i64> {
     let n = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE tenant_id = $1 AND status = 'pending' LIMIT $2) s",
+        "SELECT count(*) FROM (SELECT 1 FROM delivery_queue WHERE tenant_id = $1 LIMIT $2) s",
     )
     .bind(tenant.uuid())
     .bind(cap)
@@ -96,9 +106,17 @@ pub async fn list_deliveries(
     before: Option<DeliveryId>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>> {
-    let mut q = sqlx::QueryBuilder::new(format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE "));
+    // Pending deliveries are the queue's rows: reached through its (tenant_id, delivery_id) key,
+    // however long the finished history is.
+    let from = if filter.status.as_deref() == Some("pending") {
+        "(SELECT d.* FROM delivery_queue q JOIN deliveries d \
+           ON d.tenant_id = q.tenant_id AND d.id = q.delivery_id) deliveries"
+    } else {
+        "deliveries"
+    };
+    let mut q = sqlx::QueryBuilder::new(format!("SELECT {DELIVERY_COLUMNS} FROM {from} WHERE "));
     // A destination or event filter has its own index (`deliveries_destination`,
-    // `deliveries_event`); otherwise `deliveries_tenant`.
+    // `deliveries_event`); otherwise the primary key (tenant_id, id).
     let scan = if filter.destination_id.is_some() || filter.event_id.is_some() {
         crate::keyset::Scan::ByFilter
     } else {
@@ -143,16 +161,29 @@ pub async fn list_event_deliveries(
     Ok(sqlx::query_as(sql).bind(tenant.uuid()).bind(event.uuid()).fetch_all(db).await?)
 }
 
-/// The columns that put a delivery back in the queue, due now, with `trigger` for its next
-/// attempt. Clearing the lease means an attempt still in flight cannot overwrite the new state.
-/// Back in the queue, due now, with a fresh retry window.
-const REQUEUE: &str = "status = 'pending', next_attempt_at = now(), completed_at = NULL, lease_token = NULL, \
-     window_started_at = now(), attempts_before_window = attempts";
+/// The log columns of a delivery put back in the queue, due now (the trigger is set by the caller).
+const REQUEUE: &str = "status = 'pending', next_attempt_at = now(), completed_at = NULL";
+
+/// Queues (again) the rows of CTE `{from}` (`id`, `destination_id`, `event_id`, `attempts`) with
+/// `trigger`, due now with a fresh retry window. A row still queued (pending, perhaps in flight)
+/// keeps its count of started attempts, so the next attempt never repeats an `X-Relay-Attempt`
+/// number; its lease is cleared, so an attempt still in flight cannot overwrite the new state.
+fn enqueue_sql(from: &str, trigger: &str) -> String {
+    format!(
+        "INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, \
+           lease_token, \"trigger\", started, window_started_at, attempts_before_window) \
+         SELECT $1, x.id, x.destination_id, x.event_id, now(), NULL, '{trigger}', x.attempts, now(), \
+           x.attempts FROM {from} x \
+         ON CONFLICT (tenant_id, delivery_id) DO UPDATE SET due_at = now(), lease_token = NULL, \
+           \"trigger\" = EXCLUDED.\"trigger\", window_started_at = now(), \
+           attempts_before_window = delivery_queue.started"
+    )
+}
 
 /// Locks the events of the deliveries being queued again (`FOR KEY SHARE`), so retention cannot
 /// purge an event between our check and our commit; an event already purged is not found and its
 /// delivery is not queued. Followed by the ids to lock and the locking clause.
-const LOCK_EVENTS: &str = "SELECT e.id FROM events e WHERE e.id IN";
+const LOCK_EVENTS: &str = "SELECT e.id FROM events e WHERE e.tenant_id = $1 AND e.id IN";
 
 /// Puts one delivery (any status) back in the queue for a manual attempt now. `None` when the
 /// delivery does not exist for this tenant or its destination has been deleted.
@@ -163,12 +194,15 @@ pub async fn redeliver_delivery(
 ) -> Result<Option<DeliveryRow>> {
     let sql = sqlx::AssertSqlSafe(format!(
         "WITH ev AS ({LOCK_EVENTS} (SELECT event_id FROM deliveries WHERE tenant_id = $1 AND id = $2) \
-             FOR KEY SHARE) \
-         UPDATE deliveries d SET {REQUEUE}, next_trigger = 'manual' \
-         WHERE d.tenant_id = $1 AND d.id = $2 AND d.event_id IN (SELECT id FROM ev) \
-           AND EXISTS (SELECT 1 FROM destinations t \
-             WHERE t.tenant_id = $1 AND t.id = d.destination_id AND t.deleted_at IS NULL) \
-         RETURNING {DELIVERY_COLUMNS}"
+             FOR KEY SHARE), \
+         upd AS (UPDATE deliveries d SET {REQUEUE}, next_trigger = 'manual' \
+             WHERE d.tenant_id = $1 AND d.id = $2 AND d.event_id IN (SELECT id FROM ev) \
+               AND EXISTS (SELECT 1 FROM destinations t \
+                 WHERE t.tenant_id = $1 AND t.id = d.destination_id AND t.deleted_at IS NULL) \
+             RETURNING {DELIVERY_COLUMNS}), \
+         q AS ({}) \
+         SELECT {DELIVERY_COLUMNS} FROM upd",
+        enqueue_sql("upd", "manual")
     ));
     Ok(sqlx::query_as(sql).bind(tenant.uuid()).bind(id.uuid()).fetch_optional(db).await?)
 }
@@ -188,13 +222,15 @@ pub async fn redeliver_event(
         "WITH targets AS (SELECT * FROM UNNEST($3::uuid[], $4::uuid[]) AS t(destination_id, new_id)), \
          reset AS (UPDATE deliveries d SET {REQUEUE}, next_trigger = 'manual' FROM targets t \
              WHERE d.tenant_id = $1 AND d.event_id = $2 AND d.destination_id = t.destination_id \
-             RETURNING d.id), \
+             RETURNING d.id, d.destination_id, d.event_id, d.attempts), \
          created AS (INSERT INTO deliveries (id, tenant_id, event_id, destination_id, next_attempt_at, next_trigger) \
              SELECT t.new_id, $1, $2, t.destination_id, now(), 'manual' FROM targets t \
              WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.tenant_id = $1 AND d.event_id = $2 \
                  AND d.destination_id = t.destination_id) \
-             RETURNING id) \
-         SELECT (SELECT count(*) FROM reset) + (SELECT count(*) FROM created)"
+             RETURNING id, destination_id, event_id, attempts), \
+         q AS ({}) \
+         SELECT (SELECT count(*) FROM reset) + (SELECT count(*) FROM created)",
+        enqueue_sql("(SELECT * FROM reset UNION ALL SELECT * FROM created)", "manual")
     ));
     let queued = sqlx::query_scalar(sql)
         .bind(tenant.uuid())
@@ -222,11 +258,16 @@ pub async fn replay_destination(
              WHERE tenant_id = $1 AND destination_id = $2 AND id >= $3 AND id <= $4 \
                AND created_at >= $5 AND created_at < $6 \
                AND (status = 'failed' OR ($7 AND status = 'succeeded'))), \
-         ev AS ({LOCK_EVENTS} (SELECT event_id FROM picked) FOR KEY SHARE) \
-         UPDATE deliveries SET {REQUEUE}, next_trigger = 'replay' \
-         WHERE id IN (SELECT id FROM picked) AND event_id IN (SELECT id FROM ev)"
+         ev AS ({LOCK_EVENTS} (SELECT event_id FROM picked) FOR KEY SHARE), \
+         upd AS (UPDATE deliveries d SET {REQUEUE}, next_trigger = 'replay' \
+             WHERE d.tenant_id = $1 AND d.id IN (SELECT id FROM picked) \
+               AND d.event_id IN (SELECT id FROM ev) AND d.status <> 'pending' \
+             RETURNING d.id, d.destination_id, d.event_id, d.attempts), \
+         q AS ({}) \
+         SELECT count(*) FROM upd",
+        enqueue_sql("upd", "replay")
     ));
-    let done = sqlx::query(sql)
+    let queued: i64 = sqlx::query_scalar(sql)
         .bind(tenant.uuid())
         .bind(destination.uuid())
         .bind(crate::keyset::id_floor(since))
@@ -234,9 +275,9 @@ pub async fn replay_destination(
         .bind(since)
         .bind(until)
         .bind(include_succeeded)
-        .execute(db)
+        .fetch_one(db)
         .await?;
-    Ok(done.rows_affected())
+    Ok(u64::try_from(queued).unwrap_or(0))
 }
 
 /// Fails the pending deliveries of a destination that is being deleted, so they leave the
@@ -247,9 +288,11 @@ pub async fn fail_pending_for_destination(
     destination: DestinationId,
 ) -> Result<u64> {
     let done = sqlx::query(
-        "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, completed_at = now(), \
-         lease_token = NULL, last_error = 'the destination was deleted' \
-         WHERE tenant_id = $1 AND destination_id = $2 AND status = 'pending'",
+        "WITH q AS (DELETE FROM delivery_queue WHERE tenant_id = $1 AND destination_id = $2 \
+             RETURNING delivery_id) \
+         UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, completed_at = now(), \
+         last_error = 'the destination was deleted' \
+         WHERE tenant_id = $1 AND id IN (SELECT delivery_id FROM q)",
     )
     .bind(tenant.uuid())
     .bind(destination.uuid())

@@ -132,6 +132,9 @@ pub struct FanoutDestination {
     pub id: DestinationId,
     pub tenant_id: TenantId,
     pub filter: Filter,
+    /// What a process that takes the first attempt itself needs to size its lease and its share.
+    pub max_in_flight: u32,
+    pub timeout_ms: u32,
 }
 
 #[derive(FromRow)]
@@ -141,16 +144,17 @@ struct FanoutRow {
     source_ids: Option<Vec<Uuid>>,
     event_types: Vec<String>,
     device_ids: Option<Vec<String>>,
+    max_in_flight: i32,
+    timeout_ms: i32,
 }
 
-/// The enabled, live destinations of the given tenants. Read inside the ingest transaction so an
-/// event fans out to exactly the destinations that existed when it was stored.
+/// The enabled, live destinations of the given tenants, for fan-out at ingest.
 pub async fn list_fanout_destinations(
     db: impl PgExecutor<'_>,
     tenants: &[Uuid],
 ) -> Result<Vec<FanoutDestination>> {
     let rows: Vec<FanoutRow> = sqlx::query_as(
-        "SELECT id, tenant_id, source_ids, event_types, device_ids FROM destinations \
+        "SELECT id, tenant_id, source_ids, event_types, device_ids, max_in_flight, timeout_ms FROM destinations \
          WHERE tenant_id = ANY($1) AND enabled AND deleted_at IS NULL",
     )
     .bind(tenants)
@@ -166,6 +170,8 @@ pub async fn list_fanout_destinations(
                 event_types: r.event_types,
                 device_ids: r.device_ids,
             },
+            max_in_flight: u32::try_from(r.max_in_flight).unwrap_or(1).max(1),
+            timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(10_000),
         })
         .collect())
 }

@@ -1,12 +1,13 @@
-//! The dispatcher's side of the `deliveries` table: finding the destinations with due work,
-//! claiming their due rows with a lease, giving leases back, and scheduling redeliveries.
+//! The dispatcher's side of `delivery_queue`: finding the destinations with due work, claiming
+//! their due rows with a lease, giving leases back.
 //!
 //! Invariants: a claim is one set-based statement (`FOR UPDATE SKIP LOCKED`, so any number of
-//! processes share the work without taking the same row); it moves `next_attempt_at` to the end
-//! of the lease and stamps `lease_token`, so a row whose worker died becomes due again by itself;
-//! only the holder of the current lease may apply an outcome or give the row back. Giving a lease
-//! back never counts an attempt. Rows of disabled or deleted destinations are never read by a
-//! claim: they wait until the destination is enabled again.
+//! processes share the work without taking the same row); it moves `due_at` to the end of the
+//! lease and stamps `lease_token`, so a row whose worker died becomes due again by itself; only
+//! the holder of the current lease may apply an outcome or give the row back. Giving a lease back
+//! never counts an attempt. Rows of disabled or deleted destinations are never read by a claim:
+//! they wait until the destination is enabled again. Only the queue is touched here; the log row
+//! changes when an outcome is recorded.
 //!
 //! The dispatcher works across tenants: it selects rows by destination (which belongs to one
 //! tenant), and every write also matches the row's `tenant_id`.
@@ -70,8 +71,8 @@ struct DueRow {
 /// (destinations at their in-flight cap, tenants known to be at their rate limit).
 ///
 /// Cost: one index probe per destination with pending rows (a loose index scan of
-/// `deliveries_destination_due`) plus at most `min(count_cap, max_in_flight)` index entries per
-/// enabled destination (the count is capped there), however large a backlog is.
+/// `delivery_queue_due`) plus at most `min(count_cap, max_in_flight)` index entries per enabled
+/// destination (the count is capped there), however large a backlog is.
 pub async fn list_due_destinations(
     db: impl PgExecutor<'_>,
     count_cap: u32,
@@ -80,20 +81,19 @@ pub async fn list_due_destinations(
 ) -> Result<Vec<DueDestination>> {
     let sql = sqlx::AssertSqlSafe(format!(
         "WITH RECURSIVE t(destination_id) AS ( \
-           (SELECT destination_id FROM deliveries WHERE status = 'pending' ORDER BY destination_id LIMIT 1) \
+           (SELECT destination_id FROM delivery_queue ORDER BY destination_id LIMIT 1) \
            UNION ALL \
-           SELECT (SELECT d.destination_id FROM deliveries d \
-                   WHERE d.status = 'pending' AND d.destination_id > t.destination_id \
-                   ORDER BY d.destination_id LIMIT 1) \
+           SELECT (SELECT q.destination_id FROM delivery_queue q \
+                   WHERE q.destination_id > t.destination_id \
+                   ORDER BY q.destination_id LIMIT 1) \
            FROM t WHERE t.destination_id IS NOT NULL \
          ), due AS ( \
            SELECT ds.id AS due_id, c.n AS due FROM t \
            JOIN destinations ds ON ds.id = t.destination_id AND ds.enabled AND ds.deleted_at IS NULL \
              AND ds.id <> ALL($2) AND ds.tenant_id <> ALL($3) \
            CROSS JOIN LATERAL (SELECT count(*) AS n FROM ( \
-               SELECT 1 FROM deliveries d WHERE d.destination_id = ds.id \
-               AND d.status = 'pending' AND d.next_attempt_at <= now() \
-               ORDER BY d.next_attempt_at LIMIT LEAST($1, ds.max_in_flight)) x) c \
+               SELECT 1 FROM delivery_queue q WHERE q.destination_id = ds.id \
+               AND q.due_at <= now() ORDER BY q.due_at LIMIT LEAST($1, ds.max_in_flight)) x) c \
            WHERE c.n > 0 \
          ) \
          SELECT {DESTINATION_COLUMNS}, due.due, te.plan AS tenant_plan, te.limits AS tenant_limits \
@@ -107,23 +107,35 @@ pub async fn list_due_destinations(
         .bind(skip_tenants)
         .fetch_all(db)
         .await?;
-    rows.into_iter()
-        .map(|r| {
-            let plan: Plan = r.tenant_plan.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
-            Ok(DueDestination {
-                destination: r.destination,
-                limits: plan.limits().with(&r.tenant_limits.0),
-                due: u32::try_from(r.due).unwrap_or(u32::MAX),
-            })
-        })
-        .collect()
+    rows.into_iter().map(due_destination).collect()
+}
+
+/// The destinations among `ids` that can be attempted now (enabled, not deleted, tenant active),
+/// with their tenant's limits; `due` is 0. For attempts handed over by ingest.
+pub async fn find_usable_destinations(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<DueDestination>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {DESTINATION_COLUMNS}, 0::bigint AS due, te.plan AS tenant_plan, te.limits AS tenant_limits \
+         FROM destinations JOIN (SELECT id AS te_id, plan, limits FROM tenants WHERE status = 'active') te \
+           ON te.te_id = destinations.tenant_id \
+         WHERE destinations.id = ANY($1) AND destinations.enabled AND destinations.deleted_at IS NULL"
+    ));
+    let rows: Vec<DueRow> = sqlx::query_as(sql).bind(ids).fetch_all(db).await?;
+    rows.into_iter().map(due_destination).collect()
+}
+
+fn due_destination(r: DueRow) -> Result<DueDestination> {
+    let plan: Plan = r.tenant_plan.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+    Ok(DueDestination {
+        destination: r.destination,
+        limits: plan.limits().with(&r.tenant_limits.0),
+        due: u32::try_from(r.due).unwrap_or(u32::MAX),
+    })
 }
 
 /// How many due rows to claim from one destination, and for how long.
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimRequest {
     pub destination_id: DestinationId,
-    pub tenant_id: TenantId,
     pub count: u32,
     pub lease_ms: u32,
 }
@@ -136,12 +148,12 @@ pub struct ClaimedDelivery {
     pub tenant_id: TenantId,
     pub event_id: EventId,
     pub destination_id: DestinationId,
-    /// Attempts made before this one.
-    pub attempts: i32,
+    /// This attempt's number (`X-Relay-Attempt`): attempts started before it, plus one.
+    pub number: i32,
     pub trigger: Trigger,
     /// Start of the retry window: ingest time, or the last redelivery/replay.
     pub window_start: OffsetDateTime,
-    /// Attempts made before the window started (the backoff counts only those since).
+    /// Attempts started before the window started (the backoff counts only those since).
     pub attempts_before_window: i32,
     pub lease_token: Uuid,
     pub event: Option<ClaimedEvent>,
@@ -151,18 +163,18 @@ pub struct ClaimedDelivery {
 pub struct ClaimedEvent {
     pub wap_event_id: String,
     pub event_type: String,
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
 }
 
 #[derive(FromRow)]
 struct ClaimRow {
-    id: Uuid,
+    delivery_id: Uuid,
     tenant_id: Uuid,
     event_id: Uuid,
     destination_id: Uuid,
-    attempts: i32,
-    next_trigger: String,
-    window_start: OffsetDateTime,
+    started: i32,
+    trigger: String,
+    window_started_at: OffsetDateTime,
     attempts_before_window: i32,
     wap_event_id: Option<String>,
     event_type: Option<String>,
@@ -181,30 +193,27 @@ pub async fn claim_deliveries(
         return Ok(Vec::new());
     }
     let destinations: Vec<Uuid> = requests.iter().map(|r| r.destination_id.uuid()).collect();
-    let tenants: Vec<Uuid> = requests.iter().map(|r| r.tenant_id.uuid()).collect();
     let counts: Vec<i32> = requests.iter().map(|r| i32::try_from(r.count).unwrap_or(i32::MAX)).collect();
     let leases: Vec<i64> = requests.iter().map(|r| i64::from(r.lease_ms)).collect();
     let rows: Vec<ClaimRow> = sqlx::query_as(
         "WITH w AS ( \
-           SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int[], $4::bigint[]) \
-             AS w(destination_id, tenant_id, n, lease_ms) \
+           SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::bigint[]) AS w(destination_id, n, lease_ms) \
          ), picked AS ( \
-           SELECT p.id, p.event_id, w.tenant_id, w.lease_ms FROM w CROSS JOIN LATERAL ( \
-             SELECT d.id, d.event_id FROM deliveries d \
-             WHERE d.destination_id = w.destination_id \
-               AND d.status = 'pending' AND d.next_attempt_at <= now() \
-             ORDER BY d.next_attempt_at LIMIT w.n FOR UPDATE SKIP LOCKED) p \
+           SELECT p.tenant_id, p.delivery_id, p.event_id, w.lease_ms FROM w CROSS JOIN LATERAL ( \
+             SELECT q.tenant_id, q.delivery_id, q.event_id FROM delivery_queue q \
+             WHERE q.destination_id = w.destination_id AND q.due_at <= now() \
+             ORDER BY q.due_at LIMIT w.n FOR UPDATE SKIP LOCKED) p \
          ) \
-         UPDATE deliveries d \
-         SET next_attempt_at = now() + p.lease_ms * interval '1 millisecond', lease_token = $5 \
-         FROM picked p LEFT JOIN events e ON e.id = p.event_id AND e.tenant_id = p.tenant_id \
-         WHERE d.id = p.id AND d.tenant_id = p.tenant_id \
-         RETURNING d.id, d.tenant_id, d.event_id, d.destination_id, d.attempts, d.next_trigger, \
-                   COALESCE(d.window_started_at, d.created_at) AS window_start, d.attempts_before_window, \
+         UPDATE delivery_queue q \
+         SET due_at = now() + p.lease_ms * interval '1 millisecond', lease_token = $4, \
+             started = q.started + 1 \
+         FROM picked p LEFT JOIN events e ON e.tenant_id = p.tenant_id AND e.id = p.event_id \
+         WHERE q.tenant_id = p.tenant_id AND q.delivery_id = p.delivery_id \
+         RETURNING q.delivery_id, q.tenant_id, q.event_id, q.destination_id, q.started, q.\"trigger\", \
+                   q.window_started_at, q.attempts_before_window, \
                    e.wap_event_id, e.type AS event_type, e.body",
     )
     .bind(destinations)
-    .bind(tenants)
     .bind(counts)
     .bind(leases)
     .bind(lease_token)
@@ -214,18 +223,18 @@ pub async fn claim_deliveries(
         .map(|r| {
             let event = match (r.wap_event_id, r.event_type, r.body) {
                 (Some(wap_event_id), Some(event_type), Some(body)) => {
-                    Some(ClaimedEvent { wap_event_id, event_type, body })
+                    Some(ClaimedEvent { wap_event_id, event_type, body: body.into() })
                 }
                 _ => None,
             };
             Ok(ClaimedDelivery {
-                id: DeliveryId::from_uuid(r.id),
+                id: DeliveryId::from_uuid(r.delivery_id),
                 tenant_id: TenantId::from_uuid(r.tenant_id),
                 event_id: EventId::from_uuid(r.event_id),
                 destination_id: DestinationId::from_uuid(r.destination_id),
-                attempts: r.attempts,
-                trigger: Trigger::parse(&r.next_trigger)?,
-                window_start: r.window_start,
+                number: r.started,
+                trigger: Trigger::parse(&r.trigger)?,
+                window_start: r.window_started_at,
                 attempts_before_window: r.attempts_before_window,
                 lease_token,
                 event,
@@ -233,10 +242,10 @@ pub async fn claim_deliveries(
         })
         .collect()
 }
-
 /// A leased row to hand back, due again at `at` (now when `None`).
 #[derive(Debug, Clone, Copy)]
 pub struct Release {
+    pub tenant_id: TenantId,
     pub id: DeliveryId,
     pub lease_token: Uuid,
     pub at: Option<OffsetDateTime>,
@@ -248,14 +257,18 @@ pub async fn release_leases(db: impl PgExecutor<'_>, releases: &[Release]) -> Re
     if releases.is_empty() {
         return Ok(0);
     }
+    let tenants: Vec<Uuid> = releases.iter().map(|r| r.tenant_id.uuid()).collect();
     let ids: Vec<Uuid> = releases.iter().map(|r| r.id.uuid()).collect();
     let leases: Vec<Uuid> = releases.iter().map(|r| r.lease_token).collect();
     let ats: Vec<Option<OffsetDateTime>> = releases.iter().map(|r| r.at).collect();
+    // The attempt that was not made is not counted as started.
     let done = sqlx::query(
-        "UPDATE deliveries d SET next_attempt_at = COALESCE(r.at, now()), lease_token = NULL \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[]) AS r(id, lease_token, at) \
-         WHERE d.id = r.id AND d.lease_token = r.lease_token AND d.status = 'pending'",
+        "UPDATE delivery_queue q SET due_at = COALESCE(r.at, now()), lease_token = NULL, \
+           started = greatest(q.started - 1, 0) \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[]) AS r(tenant_id, id, lease_token, at) \
+         WHERE q.tenant_id = r.tenant_id AND q.delivery_id = r.id AND q.lease_token = r.lease_token",
     )
+    .bind(tenants)
     .bind(ids)
     .bind(leases)
     .bind(ats)
@@ -266,22 +279,23 @@ pub async fn release_leases(db: impl PgExecutor<'_>, releases: &[Release]) -> Re
 
 /// Fails leased rows that cannot be attempted at all (their event is no longer stored), without
 /// counting an attempt.
-pub async fn fail_leased(
-    db: impl PgExecutor<'_>,
-    leased: &[(DeliveryId, Uuid)],
-    reason: &str,
-) -> Result<u64> {
+pub async fn fail_leased(db: impl PgExecutor<'_>, leased: &[Release], reason: &str) -> Result<u64> {
     if leased.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<Uuid> = leased.iter().map(|(id, _)| id.uuid()).collect();
-    let leases: Vec<Uuid> = leased.iter().map(|(_, lease)| *lease).collect();
+    let tenants: Vec<Uuid> = leased.iter().map(|r| r.tenant_id.uuid()).collect();
+    let ids: Vec<Uuid> = leased.iter().map(|r| r.id.uuid()).collect();
+    let leases: Vec<Uuid> = leased.iter().map(|r| r.lease_token).collect();
     let done = sqlx::query(
-        "UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, lease_token = NULL, \
-         last_error = $3, completed_at = now() \
-         FROM UNNEST($1::uuid[], $2::uuid[]) AS r(id, lease_token) \
-         WHERE d.id = r.id AND d.lease_token = r.lease_token AND d.status = 'pending'",
+        "WITH q AS (DELETE FROM delivery_queue q \
+             USING UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS r(tenant_id, id, lease_token) \
+             WHERE q.tenant_id = r.tenant_id AND q.delivery_id = r.id AND q.lease_token = r.lease_token \
+             RETURNING q.tenant_id, q.delivery_id) \
+         UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, last_error = $4, \
+           completed_at = now() \
+         FROM q WHERE d.tenant_id = q.tenant_id AND d.id = q.delivery_id",
     )
+    .bind(tenants)
     .bind(ids)
     .bind(leases)
     .bind(reason)
@@ -293,13 +307,23 @@ pub async fn fail_leased(
 /// Fails the pending deliveries of deleted destinations (housekeeping: nothing can deliver them).
 pub async fn fail_deliveries_of_deleted_destinations(db: impl PgExecutor<'_>) -> Result<u64> {
     let done = sqlx::query(
-        "UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, lease_token = NULL, \
-         last_error = 'the destination was deleted', completed_at = now() \
-         FROM destinations ds \
-         WHERE ds.deleted_at IS NOT NULL AND d.destination_id = ds.id AND d.tenant_id = ds.tenant_id \
-           AND d.status = 'pending'",
+        "WITH q AS (DELETE FROM delivery_queue q USING destinations ds \
+             WHERE ds.deleted_at IS NOT NULL AND q.destination_id = ds.id AND q.tenant_id = ds.tenant_id \
+             RETURNING q.tenant_id, q.delivery_id) \
+         UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, \
+           last_error = 'the destination was deleted', completed_at = now() \
+         FROM q WHERE d.tenant_id = q.tenant_id AND d.id = q.delivery_id",
     )
     .execute(db)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Vacuums the queue, whose rows come and go thousands of times a second: its dead rows and
+/// index entries slow every claim and scan until vacuum removes them, and autovacuum (when it
+/// runs at all) is tuned for tables whose dead rows are a fraction, not the whole. Skips at once
+/// when another process is vacuuming it.
+pub async fn vacuum_queue(db: impl PgExecutor<'_>) -> Result<()> {
+    sqlx::query("VACUUM (SKIP_LOCKED) delivery_queue").execute(db).await?;
+    Ok(())
 }

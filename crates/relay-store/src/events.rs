@@ -23,7 +23,7 @@ pub struct NewEvent {
 /// Inserts the events that are not duplicates and returns the ids of those inserted. A batch may
 /// hold the same (source, eventId) twice: the first one wins, like two separate requests.
 pub async fn insert_events(db: impl PgExecutor<'_>, events: &[NewEvent]) -> Result<Vec<EventId>> {
-    crate::ingest::store_events(db, events, &[]).await
+    crate::ingest::store_events(db, events, &[], Uuid::nil()).await
 }
 
 /// A stored event, as the admin API lists it.
@@ -90,14 +90,19 @@ fn push_list_events(
     before: Option<EventId>,
     limit: i64,
 ) {
-    // WAPing's eventId finds at most one event per source, through `events_tenant_wap_event`
-    // (ordered by id after the two equalities, so the cursor and the order need no sort). Other
-    // filters, source included, scan `events_tenant`: the dedupe index is not ordered by id.
+    // WAPing's eventId finds at most one event per source, through the dedupe constraint
+    // (source_id, wap_event_id) over the tenant's sources (a few), then a sort of those few.
+    // Other filters, source included, scan the primary key (tenant_id, id) newest first.
     let scan = match filter.wap_event_id {
         Some(_) => crate::keyset::Scan::ByFilter,
         None => crate::keyset::Scan::ByTenant,
     };
     crate::keyset::push_tenant(q, tenant.uuid(), scan);
+    if filter.wap_event_id.is_some() && filter.source_id.is_none() {
+        q.push(" AND source_id IN (SELECT id FROM sources WHERE tenant_id = ")
+            .push_bind(tenant.uuid())
+            .push(")");
+    }
     if let Some(source) = filter.source_id {
         q.push(" AND source_id = ").push_bind(source.uuid());
     }

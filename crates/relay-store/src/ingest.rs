@@ -1,8 +1,9 @@
 //! The ingest write: a batch of events and the deliveries they fan out to, stored by one
 //! statement (so one implicit transaction and one round trip). Only events that are new get
 //! their deliveries; duplicates (same source and `eventId`, in the table or earlier in the
-//! batch) are skipped by the dedupe constraint. The dispatchers are woken by a NOTIFY that
-//! Postgres delivers when the statement commits.
+//! batch) are skipped by the dedupe constraint. Each delivery gets its log row and its queue row;
+//! a delivery handed to this process's own dispatcher is queued already leased to it, the others
+//! are due now and the dispatchers are woken by a NOTIFY that Postgres delivers at commit.
 
 use relay_core::EventId;
 use sqlx::PgExecutor;
@@ -13,12 +14,80 @@ use crate::deliveries::{NewDelivery, WAKE_CHANNEL};
 use crate::error::Result;
 use crate::events::NewEvent;
 
+/// Inserts `$1..$6` (delivery ids, tenants, events, destinations, lease lengths in ms with 0 for
+/// "due now", the lease token) into the log and the queue, for the rows whose event is in `ins`
+/// (a CTE of new event ids); `dq` returns each queue row's lease. Every caller that creates
+/// deliveries goes through this text, so the log and the queue can never disagree.
+pub(crate) fn queue_sql(first: usize) -> String {
+    let p = |k: usize| format!("${}", first + k);
+    format!(
+        "d AS ( \
+           SELECT * FROM UNNEST({0}::uuid[], {1}::uuid[], {2}::uuid[], {3}::uuid[], {4}::int[]) \
+             AS d(id, tenant_id, event_id, destination_id, lease_ms) \
+           WHERE d.event_id IN (SELECT id FROM ins) \
+         ), dl AS ( \
+           INSERT INTO deliveries (id, tenant_id, event_id, destination_id, next_attempt_at) \
+           SELECT id, tenant_id, event_id, destination_id, now() FROM d RETURNING 1 \
+         ), dq AS ( \
+           INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, \
+             lease_token, started, window_started_at) \
+           SELECT tenant_id, id, destination_id, event_id, \
+             now() + lease_ms * interval '1 millisecond', \
+             CASE WHEN lease_ms > 0 THEN {5}::uuid END, (lease_ms > 0)::int, now() FROM d \
+           RETURNING lease_token \
+         )",
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5)
+    )
+}
+
+/// The bind values of [`queue_sql`], in order.
+pub(crate) struct QueueColumns {
+    pub ids: Vec<Uuid>,
+    pub tenants: Vec<Uuid>,
+    pub events: Vec<Uuid>,
+    pub destinations: Vec<Uuid>,
+    pub lease_ms: Vec<i32>,
+    pub lease_token: Uuid,
+}
+
+impl QueueColumns {
+    pub fn of(deliveries: &[NewDelivery], lease_token: Uuid) -> Self {
+        Self {
+            ids: deliveries.iter().map(|d| d.id.uuid()).collect(),
+            tenants: deliveries.iter().map(|d| d.tenant_id.uuid()).collect(),
+            events: deliveries.iter().map(|d| d.event_id.uuid()).collect(),
+            destinations: deliveries.iter().map(|d| d.destination_id.uuid()).collect(),
+            lease_ms: deliveries.iter().map(|d| d.lease_ms.map_or(0, |ms| ms.max(1) as i32)).collect(),
+            lease_token,
+        }
+    }
+
+    pub fn bind<'q, O>(
+        self,
+        q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        q.bind(self.ids)
+            .bind(self.tenants)
+            .bind(self.events)
+            .bind(self.destinations)
+            .bind(self.lease_ms)
+            .bind(self.lease_token)
+    }
+}
+
 /// Stores `events` and, for those that are new, their `candidates` (deliveries whose `event_id`
-/// is one of the events). Returns the ids of the events that were new.
+/// is one of the events). Candidates with a `lease_ms` are queued leased under `lease_token`.
+/// Returns the ids of the events that were new.
 pub async fn store_events(
     db: impl PgExecutor<'_>,
     events: &[NewEvent],
     candidates: &[NewDelivery],
+    lease_token: Uuid,
 ) -> Result<Vec<EventId>> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.id.uuid()).collect();
     let tenants: Vec<Uuid> = events.iter().map(|e| e.tenant_id.uuid()).collect();
@@ -28,41 +97,27 @@ pub async fn store_events(
     let devices: Vec<Option<&str>> = events.iter().map(|e| e.device_id.as_deref()).collect();
     let stamps: Vec<OffsetDateTime> = events.iter().map(|e| e.timestamp).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_ref()).collect();
-    let d_ids: Vec<Uuid> = candidates.iter().map(|d| d.id.uuid()).collect();
-    let d_tenants: Vec<Uuid> = candidates.iter().map(|d| d.tenant_id.uuid()).collect();
-    let d_events: Vec<Uuid> = candidates.iter().map(|d| d.event_id.uuid()).collect();
-    let d_destinations: Vec<Uuid> = candidates.iter().map(|d| d.destination_id.uuid()).collect();
-    // `wake` is evaluated once, and notifies only when deliveries were inserted.
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
+    // `wake` is evaluated once, and notifies only when deliveries due now were queued.
+    let sql = sqlx::AssertSqlSafe(format!(
         "WITH ins AS ( \
            INSERT INTO events (id, tenant_id, source_id, wap_event_id, type, device_id, \"timestamp\", body) \
            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
                                 $7::timestamptz[], $8::bytea[]) \
            ON CONFLICT (source_id, wap_event_id) DO NOTHING RETURNING id \
-         ), dl AS ( \
-           INSERT INTO deliveries (id, tenant_id, event_id, destination_id, next_attempt_at) \
-           SELECT d.id, d.tenant_id, d.event_id, d.destination_id, now() \
-           FROM UNNEST($9::uuid[], $10::uuid[], $11::uuid[], $12::uuid[]) AS d(id, tenant_id, event_id, destination_id) \
-           WHERE d.event_id IN (SELECT id FROM ins) \
-           RETURNING 1 \
-         ) \
+         ), {} \
          SELECT ins.id FROM ins, \
-           (SELECT count(pg_notify($13, '')) FROM (SELECT 1 FROM dl LIMIT 1) one) wake",
-    )
-    .bind(ids)
-    .bind(tenants)
-    .bind(sources)
-    .bind(wap_ids)
-    .bind(types)
-    .bind(devices)
-    .bind(stamps)
-    .bind(bodies)
-    .bind(d_ids)
-    .bind(d_tenants)
-    .bind(d_events)
-    .bind(d_destinations)
-    .bind(WAKE_CHANNEL)
-    .fetch_all(db)
-    .await?;
-    Ok(inserted.into_iter().map(EventId::from_uuid).collect())
+           (SELECT count(pg_notify($15, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL LIMIT 1) one) wake",
+        queue_sql(9)
+    ));
+    let q = sqlx::query_as::<_, (Uuid,)>(sql)
+        .bind(ids)
+        .bind(tenants)
+        .bind(sources)
+        .bind(wap_ids)
+        .bind(types)
+        .bind(devices)
+        .bind(stamps)
+        .bind(bodies);
+    let inserted = QueueColumns::of(candidates, lease_token).bind(q).bind(WAKE_CHANNEL).fetch_all(db).await?;
+    Ok(inserted.into_iter().map(|(id,)| EventId::from_uuid(id)).collect())
 }

@@ -1,7 +1,7 @@
 //! Keyset pagination helpers shared by the list queries. Every id is a UUIDv7 whose first 48 bits
-//! are its creation time in Unix milliseconds, so "newest first" is `ORDER BY id DESC` on a
-//! `(tenant_id, id DESC)` index, and a page after a cursor is `id < cursor`: new rows never shift
-//! a page, and no query ever uses OFFSET.
+//! are its creation time in Unix milliseconds, so "newest first" is a backward scan of a
+//! `(tenant_id, id)` index, and a page after a cursor is `id < cursor`: new rows never shift a
+//! page, and no query ever uses OFFSET.
 //!
 //! Time filters (`since`, `until`) are exact on the row's own timestamp column, and are also turned
 //! into an id range widened by [`CLOCK_MARGIN`] so the index scan stops at the range's end instead
@@ -65,13 +65,13 @@ pub(crate) fn push_range(
 /// How a list reaches its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scan {
-    /// Through a `(tenant_id, id DESC)` index.
+    /// Backwards through a `(tenant_id, id)` index.
     ///
-    /// The tenant is written as a one-value range and the order as `tenant_id, id DESC`: with a
-    /// plain `tenant_id = $1` the planner treats the tenant as a constant, drops it from the
-    /// order, and may walk the primary key backwards instead, filtering out every newer row of
-    /// the other tenants (hundreds of milliseconds when a big tenant has been quiet while others
-    /// were busy). Written this way only the tenant index yields the order.
+    /// The tenant is written as a one-value range and the order as `tenant_id DESC, id DESC`:
+    /// with a plain `tenant_id = $1` the planner treats the tenant as a constant, drops it from
+    /// the order, and may walk an index on `id` alone backwards instead, filtering out every newer
+    /// row of the other tenants (hundreds of milliseconds when a big tenant has been quiet while
+    /// others were busy). Written this way only the tenant index yields the order.
     ByTenant,
     /// Through another index that leads with an equality filter (a destination, an event, a
     /// delivery); the tenant is an exact filter on top.
@@ -91,7 +91,7 @@ pub(crate) fn push_tenant(q: &mut QueryBuilder<Postgres>, tenant: Uuid, scan: Sc
 /// Appends the newest-first order and the row limit.
 pub(crate) fn push_page_end(q: &mut QueryBuilder<Postgres>, limit: i64, scan: Scan) {
     match scan {
-        Scan::ByTenant => q.push(" ORDER BY tenant_id, id DESC LIMIT "),
+        Scan::ByTenant => q.push(" ORDER BY tenant_id DESC, id DESC LIMIT "),
         Scan::ByFilter => q.push(" ORDER BY id DESC LIMIT "),
     };
     q.push_bind(limit);

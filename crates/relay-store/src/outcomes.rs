@@ -1,11 +1,14 @@
-//! Recording what attempts did: the `attempts` rows, each delivery's new state, and each
-//! destination's health, for a whole batch of attempts in one statement.
+//! Recording what attempts did: the `attempts` rows, each delivery's new state (its queue row
+//! leaves the queue or is rescheduled, its log row is updated in place), and each destination's
+//! health, for a whole batch of attempts in one statement.
 //!
 //! Invariants: a delivery's state changes only if the recorder still holds the row's lease (the
-//! attempt row is stored either way: the request did happen); the destination's failure streak
-//! (`failing_since`) is written only when it changes, so the success path costs no destination
-//! writes; a destination is disabled on `410 Gone`, or when every attempt has failed for the
-//! configured period. Concurrent batches apply in commit order, as one writer's batches would.
+//! attempt row is stored either way: the request did happen); the log row's update touches no
+//! indexed column, so it is a HOT update; the destination's failure streak (`failing_since`) is
+//! looked at only for the destinations the caller names in `health` (those whose streak may
+//! change), so the success path costs no destination reads or writes; a destination is disabled
+//! on `410 Gone`, or when every attempt has failed for the configured period. Concurrent batches
+//! apply in commit order, as one writer's batches would.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -75,6 +78,9 @@ pub struct AttemptRecord {
     pub next: NextState,
     /// The destination answered `410 Gone`: disable it.
     pub gone: bool,
+    /// The destination's failure streak as the dispatcher last read it (`Some(None)`: healthy);
+    /// `None` when unknown. Only destinations whose streak this batch may change are looked at.
+    pub known_failing_since: Option<Option<OffsetDateTime>>,
 }
 
 /// What a batch changed.
@@ -96,7 +102,19 @@ struct Health {
     gone: bool,
 }
 
-fn health_of(records: &[AttemptRecord]) -> HashMap<Uuid, Health> {
+/// Whether a batch's attempts to one destination can change its streak or disable it, given what
+/// the dispatcher knew of the streak: a success on a healthy destination and a failure inside a
+/// known streak that is not yet `unhealthy_after` old change nothing.
+fn may_change(h: &Health, known: Option<Option<OffsetDateTime>>, unhealthy_after: Duration) -> bool {
+    let Some(known) = known else { return true };
+    let failed = h.first_failure.is_some();
+    let too_long = known.is_some_and(|since| {
+        OffsetDateTime::now_utc() - since >= time::Duration::try_from(unhealthy_after).unwrap_or(time::Duration::MAX)
+    });
+    h.gone || (h.reset && known.is_some()) || (failed && (known.is_none() || too_long))
+}
+
+fn health_of(records: &[AttemptRecord], unhealthy_after: Duration) -> HashMap<Uuid, Health> {
     let mut by_dest: HashMap<Uuid, Health> = HashMap::new();
     for r in records.iter().filter(|r| r.outcome == AttemptOutcome::Success) {
         let h = by_dest.entry(r.destination_id.uuid()).or_insert(Health {
@@ -121,6 +139,9 @@ fn health_of(records: &[AttemptRecord]) -> HashMap<Uuid, Health> {
             h.first_failure = Some(h.first_failure.map_or(r.started_at, |f| f.min(r.started_at)));
         }
     }
+    let known: HashMap<Uuid, Option<Option<OffsetDateTime>>> =
+        records.iter().map(|r| (r.destination_id.uuid(), r.known_failing_since)).collect();
+    by_dest.retain(|id, h| may_change(h, known.get(id).copied().flatten(), unhealthy_after));
     by_dest
 }
 
@@ -173,7 +194,7 @@ pub async fn record_attempts(
         })
         .collect();
 
-    let health = health_of(records);
+    let health = health_of(records, unhealthy_after);
     let h_dest: Vec<Uuid> = health.keys().copied().collect();
     let h_tenant: Vec<Uuid> = health.values().map(|h| h.tenant).collect();
     let h_reset: Vec<bool> = health.values().map(|h| h.reset).collect();
@@ -194,13 +215,24 @@ pub async fn record_attempts(
              duration_ms, url, outcome, status_code, response_headers, response_body, error, next_attempt_at) \
            SELECT id, tenant_id, delivery_id, destination_id, number, trigger, started_at, duration_ms, url, \
              outcome, status_code, response_headers::jsonb, response_body, error, next_attempt_at FROM a \
+         ), done AS ( \
+           DELETE FROM delivery_queue q USING a \
+           WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
+             AND q.lease_token = a.lease_token AND a.status <> 'pending' \
+           RETURNING q.delivery_id, q.lease_token \
+         ), again AS ( \
+           UPDATE delivery_queue q SET due_at = a.next_attempt_at, lease_token = NULL, \"trigger\" = 'auto' \
+           FROM a WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
+             AND q.lease_token = a.lease_token AND a.status = 'pending' \
+           RETURNING q.delivery_id, q.lease_token \
          ), upd AS ( \
            UPDATE deliveries d SET status = a.status, attempts = d.attempts + 1, \
-             next_attempt_at = a.next_attempt_at, next_trigger = 'auto', lease_token = NULL, \
+             next_attempt_at = a.next_attempt_at, next_trigger = 'auto', \
              last_status_code = a.status_code, last_error = a.error, \
              completed_at = CASE WHEN a.status = 'pending' THEN NULL ELSE now() END \
-           FROM a WHERE d.id = a.delivery_id AND d.tenant_id = a.tenant_id AND d.lease_token = a.lease_token \
-             AND d.status = 'pending' \
+           FROM a JOIN (SELECT * FROM done UNION ALL SELECT * FROM again) o \
+             ON o.delivery_id = a.delivery_id AND o.lease_token = a.lease_token \
+           WHERE d.tenant_id = a.tenant_id AND d.id = a.delivery_id \
            RETURNING d.id \
          ), hin AS ( \
            SELECT * FROM UNNEST($18::uuid[], $19::uuid[], $20::bool[], $21::timestamptz[], $22::bool[]) \

@@ -25,13 +25,13 @@ impl Purged {
     }
 }
 
-const ATTEMPTS: &str = "DELETE FROM attempts WHERE id IN ( \
+const ATTEMPTS: &str = "DELETE FROM attempts WHERE tenant_id = $1 AND id IN ( \
      SELECT id FROM attempts WHERE tenant_id = $1 AND id < $2 LIMIT $3)";
 const REJECTIONS: &str = "DELETE FROM rejections WHERE id IN ( \
      SELECT id FROM rejections WHERE tenant_id = $1 AND id < $2 LIMIT $3)";
 // The status is checked again outside the subquery: Postgres re-evaluates the outer condition on
 // a row that a concurrent redelivery changed, so a delivery put back in the queue is kept.
-const DELIVERIES: &str = "DELETE FROM deliveries WHERE id IN ( \
+const DELIVERIES: &str = "DELETE FROM deliveries WHERE tenant_id = $1 AND id IN ( \
      SELECT id FROM deliveries WHERE tenant_id = $1 AND id < $2 AND status <> 'pending' LIMIT $3) \
      AND status <> 'pending'";
 // Events are purged in two statements of one transaction. The first locks candidates (skipping
@@ -41,7 +41,7 @@ const DELIVERIES: &str = "DELETE FROM deliveries WHERE id IN ( \
 const EVENT_CANDIDATES: &str = "SELECT e.id FROM events e WHERE e.tenant_id = $1 AND e.id < $2 \
        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status = 'pending') \
      LIMIT $3 FOR UPDATE SKIP LOCKED";
-const EVENTS: &str = "DELETE FROM events e WHERE e.id = ANY($1) \
+const EVENTS: &str = "DELETE FROM events e WHERE e.tenant_id = $1 AND e.id = ANY($2) \
        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status = 'pending')";
 
 /// Deletes what is older than `cutoff` (rows minted before it, by their time-ordered ids), `batch`
@@ -82,7 +82,7 @@ pub async fn purge_tenant(
             .bind(batch)
             .fetch_all(&mut *tx)
             .await?;
-        let done = sqlx::query(EVENTS).bind(&candidates).execute(&mut *tx).await?.rows_affected();
+        let done = sqlx::query(EVENTS).bind(tenant.uuid()).bind(&candidates).execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         purged.events += done;
         if (candidates.len() as i64) < batch {

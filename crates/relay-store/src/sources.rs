@@ -75,9 +75,6 @@ pub async fn insert_source(db: impl PgExecutor<'_>, new: &NewSource) -> Result<S
     Ok(row)
 }
 
-/// The channel on which every change to a source or a tenant is announced (by triggers), as
-/// `source:<uuid>` or `tenant:<uuid>`.
-pub const CONFIG_CHANNEL: &str = "wap_relay_config";
 
 /// A source and the tenant that owns it, for the ingest path: one round trip. Deleted sources are
 /// returned too (with `deleted_at` set) so a refusal can still be recorded for the tenant.

@@ -68,14 +68,15 @@ pub struct Backlog {
 }
 
 /// The number of pending deliveries, counted up to `cap` (the plan's backlog cap, so the cost is
-/// bounded), and the creation time of the oldest one (served by the partial index
-/// `deliveries_tenant_pending`).
+/// bounded), and the creation time of the oldest one (the queue's key leads with the tenant and
+/// the time-ordered delivery id).
 pub async fn backlog(db: impl PgExecutor<'_>, tenant: TenantId, cap: i64) -> Result<Backlog> {
     let row = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE tenant_id = $1 AND status = 'pending' \
-                 LIMIT $2) p) AS pending, \
-                (SELECT created_at FROM deliveries WHERE tenant_id = $1 AND status = 'pending' \
-                 ORDER BY id LIMIT 1) AS oldest_pending_at",
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM delivery_queue WHERE tenant_id = $1 LIMIT $2) p) \
+                  AS pending, \
+                (SELECT d.created_at FROM delivery_queue q JOIN deliveries d \
+                   ON d.tenant_id = q.tenant_id AND d.id = q.delivery_id \
+                 WHERE q.tenant_id = $1 ORDER BY q.delivery_id LIMIT 1) AS oldest_pending_at",
     )
     .bind(tenant.uuid())
     .bind(cap)

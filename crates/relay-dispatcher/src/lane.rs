@@ -1,0 +1,227 @@
+//! The lane: deliveries that this process's ingest stored already leased to it, attempted
+//! straight from memory after the commit (no claim, no read of the event). Ingest asks
+//! [`Lane::reserve`] before its write; the lane says yes only while it can start the attempt soon
+//! (room in the lane, under the destination's `max_in_flight` with some queueing, under a share
+//! of the process's concurrency per tenant, the tenant and destination not at a limit, recording
+//! keeping up), otherwise the delivery is queued due now for any dispatcher.
+//!
+//! Limiter tokens are taken while deliveries wait (a batch at a time), not when a slot frees: a
+//! slot that ends its HTTP exchange starts the next ready delivery at once, without a round trip
+//! to Redis in between.
+//!
+//! Invariants: every reserved delivery is started, or its lease is given back (destination no
+//! longer usable, limit reached, waited too long, shutdown), so a row never waits for a lease
+//! that nobody holds any more; attempts to one destination start in the order the deliveries
+//! were handed over; the lane leaves a quarter of the process's concurrency to the rounds, so
+//! retries and the queue are never starved by fresh traffic.
+
+mod waiting;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use relay_core::TenantId;
+use relay_store::destinations::FanoutDestination;
+use relay_store::dispatch::{ClaimedDelivery, ClaimedEvent, Release, Trigger, release_leases};
+use relay_store::handoff::{Fresh, Handoff};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::prepare::Prepared;
+use crate::shared::Shared;
+use waiting::{Bounds, State};
+
+/// A delivery may queue in the lane behind this many times its destination's `max_in_flight`
+/// (waiting in memory costs nothing; its start deadline still bounds the wait).
+const QUEUE_FACTOR: u32 = 8;
+/// How often waiting deliveries are checked for their deadline while nothing else happens.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+pub(crate) struct Lane {
+    token: Uuid,
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl Lane {
+    pub fn new(shared: Arc<Shared>) -> Arc<Self> {
+        Arc::new(Self { token: Uuid::now_v7(), shared, state: Mutex::default(), wake: Notify::new() })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bounds(&self) -> Bounds {
+        let concurrency = self.shared.config.concurrency.max(1);
+        Bounds {
+            total: concurrency,
+            tenant: u32::try_from(concurrency / 2).unwrap_or(u32::MAX).max(1),
+            destination_factor: QUEUE_FACTOR,
+        }
+    }
+
+    /// Runs until `stop`, starting waiting deliveries as slots and tokens allow; then gives back
+    /// what is still waiting.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let in_flight = self.shared.ctx.in_flight.clone();
+        let drained = self.shared.ctx.records.drained.clone();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = in_flight.freed_lane.notified() => {}
+                () = drained.notified() => {}
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+            }
+            self.pass().await;
+        }
+        let left = self.lock().close();
+        self.give_back(&left, None).await;
+    }
+
+    /// Starts what is ready, gives back what expired, and asks tokens for what arrived, until
+    /// nothing new waits for a token.
+    async fn pass(&self) {
+        loop {
+            let expired = self.lock().expired(Instant::now());
+            if !expired.is_empty() {
+                tracing::debug!(count = expired.len(), "lane deliveries waited past their start deadline");
+                self.give_back(&expired, None).await;
+            }
+            let unstarted = self.start_ready();
+            self.give_back(&unstarted, None).await;
+            let asking = self.lock().ask();
+            if asking.is_empty() {
+                return;
+            }
+            self.take_tokens(asking).await;
+            let unstarted = self.start_ready();
+            self.give_back(&unstarted, None).await;
+        }
+    }
+
+    /// Asks the limiter for the waiting deliveries of each destination; gives back (deferred to
+    /// when they conform) those it refuses, and those of destinations no longer usable.
+    async fn take_tokens(&self, asking: Vec<(relay_core::DestinationId, u32)>) {
+        let now = Instant::now();
+        let ids: Vec<Uuid> = asking.iter().map(|(d, _)| d.uuid()).collect();
+        let usable = self.shared.usable(&ids).await;
+        let picked: Vec<(Arc<Prepared>, u32)> =
+            asking.iter().filter_map(|(d, n)| usable.get(&d.uuid()).map(|p| (p.clone(), *n))).collect();
+        let granted = self.shared.take_tokens(&picked, now).await;
+        let mut grants: HashMap<_, _> = asking.iter().map(|(d, _)| (*d, (None, 0))).collect();
+        for (p, n) in &granted.items {
+            grants.insert(p.id, (Some(p.clone()), *n));
+        }
+        let refused = self.lock().answer(&grants);
+        let wall = OffsetDateTime::now_utc();
+        for f in refused {
+            let wait = self.shared.throttled().next_wait(f.tenant_id, f.destination_id, now);
+            self.give_back(std::slice::from_ref(&f), wait.map(|w| wall + w)).await;
+        }
+    }
+
+    /// Starts the ready deliveries that fit in the free slots (no I/O); returns the ones that found
+    /// no permit after all (their leases are to be given back).
+    fn start_ready(&self) -> Vec<Fresh> {
+        let ctx = &self.shared.ctx;
+        let headroom = self.shared.config.concurrency / 4;
+        let permits = ctx.in_flight.permits.available_permits().saturating_sub(headroom);
+        let room = ctx.records.room();
+        let starting = self.lock().startable(permits, room, |d| ctx.in_flight.count(d));
+        let window_start = OffsetDateTime::now_utc();
+        let mut failed = Vec::new();
+        for (f, dest, waited) in starting {
+            metrics::histogram!("relay_lane_wait_seconds").record(waited.as_secs_f64());
+            let (claimed, event) = self.claimed(f.clone(), window_start);
+            if !self.shared.start(dest, claimed, event) {
+                failed.push(f);
+            }
+        }
+        failed
+    }
+
+    fn claimed(&self, f: Fresh, window_start: OffsetDateTime) -> (ClaimedDelivery, ClaimedEvent) {
+        let event = ClaimedEvent { wap_event_id: f.wap_event_id, event_type: f.event_type, body: f.body };
+        let claimed = ClaimedDelivery {
+            id: f.id,
+            tenant_id: f.tenant_id,
+            event_id: f.event_id,
+            destination_id: f.destination_id,
+            number: 1,
+            trigger: Trigger::Auto,
+            window_start,
+            attempts_before_window: 0,
+            lease_token: self.token,
+            event: None,
+        };
+        (claimed, event)
+    }
+
+    /// Gives the leases of `fresh` back (due at `at`, now when `None`). A failure leaves the
+    /// leases to end by themselves.
+    async fn give_back(&self, fresh: &[Fresh], at: Option<OffsetDateTime>) {
+        if fresh.is_empty() {
+            return;
+        }
+        let releases: Vec<Release> = fresh
+            .iter()
+            .map(|f| Release { tenant_id: f.tenant_id, id: f.id, lease_token: self.token, at })
+            .collect();
+        if let Err(e) = release_leases(&self.shared.pool, &releases).await {
+            tracing::warn!(error = %e, count = releases.len(), "could not give lane leases back; they end by themselves");
+        }
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Handoff for Lane {
+    fn lease_token(&self) -> Uuid {
+        self.token
+    }
+
+    fn reserve(&self, tenant: TenantId, destination: &FanoutDestination) -> Option<u32> {
+        let ctx = &self.shared.ctx;
+        if ctx.records.room() == 0 || self.shared.throttled().holds(tenant, destination.id, Instant::now()) {
+            return None;
+        }
+        let in_flight = ctx.in_flight.count(destination.id);
+        let bounds = self.bounds();
+        if !self.lock().reserve(tenant, destination.id, destination.max_in_flight, in_flight, bounds) {
+            return None;
+        }
+        // The attempt may wait up to one timeout for a slot (see `waiting::State::push`).
+        let timeout = Duration::from_millis(u64::from(destination.timeout_ms));
+        Some(self.shared.lease_for(timeout, timeout))
+    }
+
+    fn hand_over(&self, fresh: Vec<Fresh>) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.closed {
+            // Shutting down: nobody will attempt these; their leases end by themselves.
+            return;
+        }
+        for f in fresh {
+            state.push(f, now);
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    fn cancel(&self, reserved: &[(TenantId, relay_core::DestinationId)]) {
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        for (tenant, destination) in reserved {
+            state.settle(*tenant, *destination);
+        }
+    }
+}
