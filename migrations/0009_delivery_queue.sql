@@ -73,8 +73,10 @@ DROP INDEX IF EXISTS attempts_destination;
 CREATE INDEX attempts_destination ON attempts (tenant_id, destination_id, id);
 DROP INDEX IF EXISTS rejections_tenant;
 CREATE INDEX rejections_tenant ON rejections (tenant_id, id);
+-- Not partial: events are found by WAPing's eventId through all of a tenant's sources, deleted
+-- ones included.
 DROP INDEX IF EXISTS sources_tenant;
-CREATE INDEX sources_tenant ON sources (tenant_id, id) WHERE deleted_at IS NULL;
+CREATE INDEX sources_tenant ON sources (tenant_id, id);
 DROP INDEX IF EXISTS destinations_tenant;
 CREATE INDEX destinations_tenant ON destinations (tenant_id, id) WHERE deleted_at IS NULL;
 

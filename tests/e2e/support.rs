@@ -249,16 +249,27 @@ pub fn sign_hex(secret: &str, body: &[u8]) -> String {
 }
 
 /// POSTs a WAPing event signed with `WAP_SECRET`; returns the status.
+/// Posts one signed event and returns the final status. A `503 overloaded` (the relay shedding
+/// load) is retried shortly, as WAPing retries it; any other answer is returned as is (0 when
+/// there was none).
 pub async fn ingest(client: &reqwest::Client, ingest_url: &str, body: &str) -> u16 {
-    client
-        .post(ingest_url)
-        .header("content-type", "application/json")
-        .header("x-wap-signature", format!("sha256={}", sign_hex(WAP_SECRET, body.as_bytes())))
-        .body(body.to_owned())
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+    for _ in 0..100 {
+        let sent = client
+            .post(ingest_url)
+            .header("content-type", "application/json")
+            .header("x-wap-signature", format!("sha256={}", sign_hex(WAP_SECRET, body.as_bytes())))
+            .body(body.to_owned())
+            .send()
+            .await;
+        let Ok(response) = sent else { return 0 };
+        let status = response.status().as_u16();
+        let shed = status == 503 && response.text().await.unwrap_or_default().contains("\"overloaded\"");
+        if !shed {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    503
 }
 
 /// One request a receiver got.

@@ -11,7 +11,12 @@ use crate::receiver::{self, Arrivals};
 use crate::relay;
 use crate::signed::{self, Answer};
 
-async fn send_all(client: &reqwest::Client, url: &str, ids: std::ops::Range<usize>, concurrency: usize) -> usize {
+async fn send_all(
+    client: &reqwest::Client,
+    url: &str,
+    ids: std::ops::Range<usize>,
+    concurrency: usize,
+) -> usize {
     futures::stream::iter(ids)
         .map(|i| async move { signed::post(client, url, &format!("e{i}"), "dev_1").await })
         .buffer_unordered(concurrency)
@@ -20,7 +25,12 @@ async fn send_all(client: &reqwest::Client, url: &str, ids: std::ops::Range<usiz
         .await
 }
 
-pub async fn ingest(binary: &str, concurrency: usize, events: usize, destinations: usize) -> anyhow::Result<()> {
+pub async fn ingest(
+    binary: &str,
+    concurrency: usize,
+    events: usize,
+    destinations: usize,
+) -> anyhow::Result<()> {
     let db = relay::fresh_database();
     let prefix = format!("bench:{}:", uuid::Uuid::now_v7().simple());
     let relay = relay::start_relay(binary, &db, "ingress,admin", &prefix).await?;

@@ -137,7 +137,8 @@ impl Load {
     async fn send(&self, g: usize, scheduled: Instant) {
         self.sent_ns[g].store(scheduled.duration_since(self.epoch).as_nanos() as u64 + 1, Ordering::Relaxed);
         let url = &self.urls[g % self.urls.len()];
-        let answer = signed::post(&self.client, url, &format!("e{g}"), &format!("dev_{}", g % self.devices)).await;
+        let answer =
+            signed::post(&self.client, url, &format!("e{g}"), &format!("dev_{}", g % self.devices)).await;
         let code = match answer {
             Answer::Stored => STORED,
             Answer::Duplicate => DUPLICATE,
@@ -217,7 +218,8 @@ fn spawn_sampler(
     tokio::spawn(async move {
         let mut s = Sampler { backlog: Vec::new(), rss_max: 0.0 };
         while stop.load(Ordering::Relaxed) == 0 {
-            let backlog = expected(&load, &arrivals, prefill) as f64 - arrivals.arrived.load(Ordering::Relaxed) as f64;
+            let backlog =
+                expected(&load, &arrivals, prefill) as f64 - arrivals.arrived.load(Ordering::Relaxed) as f64;
             s.backlog.push((arrivals.epoch.elapsed().as_secs_f64(), backlog));
             s.rss_max = s.rss_max.max(probe::rss_mib(pid));
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -285,7 +287,8 @@ async fn run_on(binary: &str, db: &str, args: &E2eArgs) -> anyhow::Result<Report
     let client = reqwest::Client::new();
     if args.prefill > 0 {
         let setup = relay::start_relay(binary, db, "ingress,admin", &prefix).await?;
-        let backlog = relay::setup_tenant(&client, &setup.base, "backlog", &[format!("{receiver}/p/0")]).await?;
+        let backlog =
+            relay::setup_tenant(&client, &setup.base, "backlog", &[format!("{receiver}/p/0")]).await?;
         prefill::store(db, &backlog, args.prefill).await.context("prefilling the backlog")?;
         setup.stop().await?;
     }
@@ -295,7 +298,9 @@ async fn run_on(binary: &str, db: &str, args: &E2eArgs) -> anyhow::Result<Report
     for t in 0..args.tenants {
         let urls: Vec<String> = (0..args.destinations).map(|d| format!("{receiver}/r/{t}/{d}")).collect();
         let settings: serde_json::Value = serde_json::from_str(&args.destination_settings)?;
-        tenants.push(relay::setup_tenant_with(&client, &relay.base, &format!("bench-{t}"), &urls, settings).await?);
+        tenants.push(
+            relay::setup_tenant_with(&client, &relay.base, &format!("bench-{t}"), &urls, settings).await?,
+        );
     }
     let urls = tenants.iter().map(|t| t.ingest_url.clone()).collect();
     let load = Arc::new(Load::new(urls, args.devices, capacity, epoch)?);
@@ -325,7 +330,8 @@ async fn run_on(binary: &str, db: &str, args: &E2eArgs) -> anyhow::Result<Report
         tokio::time::sleep(Duration::from_secs(11)).await;
     }
     let end_costs = costs(pid, &maintenance, &database).await;
-    let mut top = if statements { probe::top_statements(&maintenance, &database, 12).await } else { Vec::new() };
+    let mut top =
+        if statements { probe::top_statements(&maintenance, &database, 12).await } else { Vec::new() };
     if statements {
         top.extend(probe::table_stats(db).await);
     }
@@ -333,7 +339,8 @@ async fn run_on(binary: &str, db: &str, args: &E2eArgs) -> anyhow::Result<Report
     relay.stop().await.ok();
 
     let window = Window { g0, g1: load.sent(), t0, t1, t_drained, drained };
-    let spent = |a: Costs, b: Costs| (b.relay_ms - a.relay_ms, b.postgres_ms - a.postgres_ms, b.commits - a.commits);
+    let spent =
+        |a: Costs, b: Costs| (b.relay_ms - a.relay_ms, b.postgres_ms - a.postgres_ms, b.commits - a.commits);
     let others = (window_costs.bench_ms - start_costs.bench_ms, window_costs.redis_ms - start_costs.redis_ms);
     Ok(Report::build(crate::report::Inputs {
         args,

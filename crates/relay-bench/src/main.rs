@@ -92,7 +92,11 @@ async fn main() -> anyhow::Result<()> {
                 let r = &reports[0];
                 anyhow::ensure!(r.accepted > 0, "smoke: no event was accepted");
                 anyhow::ensure!(r.lost == 0, "smoke: {} acknowledged deliveries never arrived", r.lost);
-                anyhow::ensure!(r.duplicate_deliveries == 0, "smoke: {} duplicate deliveries", r.duplicate_deliveries);
+                anyhow::ensure!(
+                    r.duplicate_deliveries == 0,
+                    "smoke: {} duplicate deliveries",
+                    r.duplicate_deliveries
+                );
                 println!("smoke: 0 lost, 0 duplicates");
             }
             Ok(())
@@ -100,6 +104,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Ingest { concurrency, events, destinations } => {
             classic::ingest(&cli.binary, concurrency, events, destinations).await
         }
-        Command::Saturate { events, destinations } => classic::saturate(&cli.binary, events, destinations).await,
+        Command::Saturate { events, destinations } => {
+            classic::saturate(&cli.binary, events, destinations).await
+        }
     }
 }

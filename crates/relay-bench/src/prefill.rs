@@ -37,10 +37,8 @@ pub async fn store(db: &str, backlog: &TenantSetup, count: usize) -> anyhow::Res
                 }
             })
             .collect();
-        let deliveries: Vec<NewDelivery> = events
-            .iter()
-            .map(|e| NewDelivery::due_now(tenant, e.id, destination))
-            .collect();
+        let deliveries: Vec<NewDelivery> =
+            events.iter().map(|e| NewDelivery::due_now(tenant, e.id, destination)).collect();
         relay_store::ingest::store_events(&pool, &events, &deliveries, uuid::Uuid::nil()).await?;
         k += n;
     }

@@ -124,6 +124,8 @@ pub async fn table_stats(db: &str) -> Vec<String> {
     .unwrap_or_default();
     pool.close().await;
     rows.into_iter()
-        .map(|(t, ins, upd, hot, dead)| format!("{t:<15} inserts {ins:>8}  updates {upd:>8} ({hot} HOT)  dead rows {dead:>8}"))
+        .map(|(t, ins, upd, hot, dead)| {
+            format!("{t:<15} inserts {ins:>8}  updates {upd:>8} ({hot} HOT)  dead rows {dead:>8}")
+        })
         .collect()
 }

@@ -88,7 +88,9 @@ impl Arrivals {
                 }
                 self.fresh.get(g * self.per_event + d)
             }
-            (Some("p"), Some(_), None) => self.prefill.get(event_id.strip_prefix('p')?.parse::<usize>().ok()?),
+            (Some("p"), Some(_), None) => {
+                self.prefill.get(event_id.strip_prefix('p')?.parse::<usize>().ok()?)
+            }
             _ => None,
         }
     }

@@ -159,9 +159,14 @@ pub async fn setup_tenant_with(
         "backlog": 100_000_000u64, "destinations": urls.len().max(1)}});
     call(client, Method::PATCH, format!("{base}/v1/tenants/{id}"), &operator, limits).await?;
     let t = token("tenant", Some(&id));
-    let source =
-        call(client, Method::POST, format!("{base}/v1/sources"), &t, json!({"name": "wap", "secret": WAP_SECRET}))
-            .await?;
+    let source = call(
+        client,
+        Method::POST,
+        format!("{base}/v1/sources"),
+        &t,
+        json!({"name": "wap", "secret": WAP_SECRET}),
+    )
+    .await?;
     let mut destination_ids = Vec::with_capacity(urls.len());
     for url in urls {
         let mut body = settings.clone();

@@ -143,8 +143,12 @@ impl Report {
             lost += usize::from(at.is_none());
         }
         let answers = i.load.answer_counts(w.g0..w.g1);
-        let window_points: Vec<(f64, f64)> =
-            i.backlog.iter().copied().filter(|(t, _)| *t >= w.t0.as_secs_f64() && *t <= w.t1.as_secs_f64()).collect();
+        let window_points: Vec<(f64, f64)> = i
+            .backlog
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t >= w.t0.as_secs_f64() && *t <= w.t1.as_secs_f64())
+            .collect();
         let second_half: Vec<(f64, f64)> =
             window_points.iter().copied().skip(window_points.len() / 2).collect();
         let backlog_slope = slope(&second_half);
@@ -197,24 +201,62 @@ impl Report {
     }
 
     pub fn print(&self) {
-        let p = |x: &Percentiles| format!("p50 {:.1} / p90 {:.1} / p99 {:.1} / max {:.1} ms", x.p50, x.p90, x.p99, x.max);
-        println!("e2e: {}, {} tenant(s) x {} destination(s), prefill {}, window {:.1} s", self.mode, self.tenants, self.destinations_per_tenant, self.prefill, self.seconds);
-        println!("  accepted        {:>9.0} events/s ({} of {} sent; 503 {} (+{} without Retry-After), other {}, no answer {}, duplicate answers {})",
-            self.accepted_per_second, self.accepted, self.sent, self.shed_503_with_retry_after, self.shed_503_without_retry_after, self.other_status, self.no_answer, self.answered_duplicate);
+        let p = |x: &Percentiles| {
+            format!("p50 {:.1} / p90 {:.1} / p99 {:.1} / max {:.1} ms", x.p50, x.p90, x.p99, x.max)
+        };
+        println!(
+            "e2e: {}, {} tenant(s) x {} destination(s), prefill {}, window {:.1} s",
+            self.mode, self.tenants, self.destinations_per_tenant, self.prefill, self.seconds
+        );
+        println!(
+            "  accepted        {:>9.0} events/s ({} of {} sent; 503 {} (+{} without Retry-After), other {}, no answer {}, duplicate answers {})",
+            self.accepted_per_second,
+            self.accepted,
+            self.sent,
+            self.shed_503_with_retry_after,
+            self.shed_503_without_retry_after,
+            self.other_status,
+            self.no_answer,
+            self.answered_duplicate
+        );
         println!("  delivered       {:>9.0} deliveries/s in the same window", self.delivered_per_second);
-        println!("  backlog         {:.0} -> {:.0}, slope {:+.0}/s over the second half: {}", self.backlog_at_start, self.backlog_at_end, self.backlog_slope_per_second, if self.backlog_grew { "GREW" } else { "steady" });
-        println!("  lost {}, duplicates {}, strays {}, delivered without a 200 {}", self.lost, self.duplicate_deliveries, self.stray_requests, self.unacknowledged_delivered);
+        println!(
+            "  backlog         {:.0} -> {:.0}, slope {:+.0}/s over the second half: {}",
+            self.backlog_at_start,
+            self.backlog_at_end,
+            self.backlog_slope_per_second,
+            if self.backlog_grew { "GREW" } else { "steady" }
+        );
+        println!(
+            "  lost {}, duplicates {}, strays {}, delivered without a 200 {}",
+            self.lost, self.duplicate_deliveries, self.stray_requests, self.unacknowledged_delivered
+        );
         println!("  ingest          {}", p(&self.ingest_ms));
         if self.shed_ms.max > 0.0 {
             println!("  shed (503)      {}", p(&self.shed_ms));
         }
         println!("  end to end      {}", p(&self.end_to_end_ms));
-        println!("  drain           {}", self.drain_seconds.map_or("did not finish".to_owned(), |s| format!("{s:.2} s after the load")));
-        println!("  relay RSS       max {:.1} MiB, end {:.1} MiB", self.relay_rss_max_mib, self.relay_rss_end_mib);
-        println!("  CPU per event   relay {:.3} + Postgres {:.3} = {:.3} ms (window); with drain: relay {:.3} + Postgres {:.3} ms",
-            self.relay_cpu_ms_per_event, self.postgres_cpu_ms_per_event, self.cpu_ms_per_event, self.relay_cpu_ms_per_event_with_drain, self.postgres_cpu_ms_per_event_with_drain);
+        println!(
+            "  drain           {}",
+            self.drain_seconds.map_or("did not finish".to_owned(), |s| format!("{s:.2} s after the load"))
+        );
+        println!(
+            "  relay RSS       max {:.1} MiB, end {:.1} MiB",
+            self.relay_rss_max_mib, self.relay_rss_end_mib
+        );
+        println!(
+            "  CPU per event   relay {:.3} + Postgres {:.3} = {:.3} ms (window); with drain: relay {:.3} + Postgres {:.3} ms",
+            self.relay_cpu_ms_per_event,
+            self.postgres_cpu_ms_per_event,
+            self.cpu_ms_per_event,
+            self.relay_cpu_ms_per_event_with_drain,
+            self.postgres_cpu_ms_per_event_with_drain
+        );
         println!("  commits         {:.3} per event", self.commits_per_event);
-        println!("  rest of the box load generator + receiver {:.3} ms, Redis {:.3} ms per event", self.bench_cpu_ms_per_event, self.redis_cpu_ms_per_event);
+        println!(
+            "  rest of the box load generator + receiver {:.3} ms, Redis {:.3} ms per event",
+            self.bench_cpu_ms_per_event, self.redis_cpu_ms_per_event
+        );
         for s in &self.statements {
             println!("    {s}");
         }
@@ -253,7 +295,10 @@ pub fn summarise(reports: &[Report]) -> serde_json::Value {
         xs.sort_by(f64::total_cmp);
         let median = xs[xs.len() / 2];
         println!("  {label:<26} {median:>10.3} [{:.3} .. {:.3}]", xs[0], xs[xs.len() - 1]);
-        out.insert((*path).to_owned(), serde_json::json!({"median": median, "min": xs[0], "max": xs[xs.len() - 1]}));
+        out.insert(
+            (*path).to_owned(),
+            serde_json::json!({"median": median, "min": xs[0], "max": xs[xs.len() - 1]}),
+        );
     }
     serde_json::Value::Object(out)
 }

@@ -56,7 +56,12 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub fn start(pool: PgPool, redis: Redis, key: MasterKey, config: DispatcherConfig) -> anyhow::Result<Self> {
+    pub fn start(
+        pool: PgPool,
+        redis: Redis,
+        key: MasterKey,
+        config: DispatcherConfig,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let client = build_client(config.allow_private_destinations).context("building the HTTP client")?;
         let give_up_after = config.lease_duration.max(Duration::from_secs(5));

@@ -108,7 +108,12 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Builds the HTTP client and starts the recorder; nothing is claimed before [`Dispatcher::run`].
-    pub fn start(pool: PgPool, redis: Redis, master_key: MasterKey, config: DispatcherConfig) -> anyhow::Result<Self> {
+    pub fn start(
+        pool: PgPool,
+        redis: Redis,
+        master_key: MasterKey,
+        config: DispatcherConfig,
+    ) -> anyhow::Result<Self> {
         Ok(Self { engine: engine::Engine::start(pool, redis, master_key, config)? })
     }
 

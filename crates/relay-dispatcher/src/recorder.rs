@@ -122,7 +122,8 @@ impl Writer {
                 let mut got = rx.recv_many(&mut batch, self.config.batch).await;
                 let until = tokio::time::Instant::now() + GATHER;
                 while got > 0 && got < self.config.batch {
-                    let more = tokio::time::timeout_at(until, rx.recv_many(&mut batch, self.config.batch - got));
+                    let more =
+                        tokio::time::timeout_at(until, rx.recv_many(&mut batch, self.config.batch - got));
                     match more.await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => got += n,

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use relay_core::TenantId;
 use relay_store::StoreError;
-use relay_store::dispatch::{ClaimRequest, DueDestination, Release, claim_deliveries, fail_leased, list_due_destinations};
+use relay_store::dispatch::{
+    ClaimRequest, DueDestination, Release, claim_deliveries, fail_leased, list_due_destinations,
+};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -48,7 +50,8 @@ impl Engine {
         self.capacity_bound = !full.is_empty();
         let (skip_destinations, skip_tenants) = {
             let t = shared.throttled();
-            let d: Vec<Uuid> = t.destinations.keys().copied().chain(full.iter().map(|id| id.uuid())).collect();
+            let d: Vec<Uuid> =
+                t.destinations.keys().copied().chain(full.iter().map(|id| id.uuid())).collect();
             (d, t.tenants.keys().copied().collect::<Vec<Uuid>>())
         };
         let ticket = shared.destinations.ticket();
@@ -125,7 +128,12 @@ impl Engine {
         let started = !claimed.is_empty();
         for mut c in claimed {
             let Some(event) = c.event.take() else {
-                orphans.push(Release { tenant_id: c.tenant_id, id: c.id, lease_token: c.lease_token, at: None });
+                orphans.push(Release {
+                    tenant_id: c.tenant_id,
+                    id: c.id,
+                    lease_token: c.lease_token,
+                    at: None,
+                });
                 continue;
             };
             let dest = by_id[&c.destination_id.uuid()].clone();

@@ -115,7 +115,13 @@ impl Shared {
     ) -> Option<Arc<Prepared>> {
         let id = d.destination.id;
         let key = &self.key;
-        match prepare(&d.destination, &d.limits, key, self.config.allow_private_destinations, OffsetDateTime::now_utc()) {
+        match prepare(
+            &d.destination,
+            &d.limits,
+            key,
+            self.config.allow_private_destinations,
+            OffsetDateTime::now_utc(),
+        ) {
             Ok(p) => {
                 let p = Arc::new(p);
                 self.destinations.put(ticket, id, p.clone());
@@ -189,7 +195,8 @@ impl Shared {
             by_tenant.entry(p.tenant_id).or_default().push(i);
         }
         let groups: Vec<Vec<usize>> = by_tenant.into_values().collect();
-        let asks: Vec<TenantAsk> = groups.iter().map(|members| ask(picked, members, |i| picked[i].1)).collect();
+        let asks: Vec<TenantAsk> =
+            groups.iter().map(|members| ask(picked, members, |i| picked[i].1)).collect();
         let grants = self.limiter.acquire(&asks).await;
         let mut counts = vec![0u32; picked.len()];
         let mut throttled = self.throttled();
@@ -206,7 +213,11 @@ impl Shared {
                 }
             }
         }
-        Granted { items: picked.iter().map(|(p, _)| p.clone()).zip(counts).collect(), groups, shared: grants.shared }
+        Granted {
+            items: picked.iter().map(|(p, _)| p.clone()).zip(counts).collect(),
+            groups,
+            shared: grants.shared,
+        }
     }
 
     /// Gives back the tokens of `granted` that were not used (`unused(i)` per item).
@@ -221,9 +232,15 @@ impl Shared {
     /// Starts the attempt of a leased delivery whose event is in hand. `false` when no permit is
     /// free (cannot happen when callers size their work by the free permits; the lease then ends
     /// by itself).
-    pub fn start(self: &Arc<Self>, dest: Arc<Prepared>, claimed: ClaimedDelivery, event: ClaimedEvent) -> bool {
+    pub fn start(
+        self: &Arc<Self>,
+        dest: Arc<Prepared>,
+        claimed: ClaimedDelivery,
+        event: ClaimedEvent,
+    ) -> bool {
         let Ok(permit) = self.ctx.in_flight.permits.clone().try_acquire_owned() else { return false };
-        let slot = self.ctx.in_flight.begin(dest.id, claimed.id, claimed.tenant_id, claimed.lease_token, permit);
+        let slot =
+            self.ctx.in_flight.begin(dest.id, claimed.id, claimed.tenant_id, claimed.lease_token, permit);
         self.tracker.spawn(run_attempt(self.ctx.clone(), dest, claimed, event, slot));
         true
     }

@@ -47,9 +47,11 @@ async fn a_redelivery_starts_a_fresh_retry_window(pool: PgPool) {
     let spec = DestinationSpec { window_seconds: 60, ..DestinationSpec::new(receiver.url("/hook")) };
     let dest = fx.destination(tenant, spec).await;
     fx.enqueue(&dest, &[b"{}".to_vec()]).await;
-    // The delivery was created long ago and has failed: its original window is over.
+    // The delivery was created long ago and has failed (so it left the queue): its original
+    // window is over.
     sqlx::query(
-        "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, attempts = 3, \
+        "WITH q AS (DELETE FROM delivery_queue WHERE destination_id = $1) \
+         UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, attempts = 3, \
          created_at = now() - interval '1 hour' WHERE destination_id = $1",
     )
     .bind(dest.id.uuid())

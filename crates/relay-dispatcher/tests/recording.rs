@@ -15,7 +15,7 @@ use support::*;
 
 const SECOND: Duration = Duration::from_secs(1);
 /// The recorder's writers (`recorder::WRITERS`).
-const WRITERS: i64 = 3;
+const WRITERS: i64 = 2;
 
 async fn recorders_waiting(fx: &Fixture) -> i64 {
     sqlx::query_scalar(
@@ -29,8 +29,7 @@ async fn recorders_waiting(fx: &Fixture) -> i64 {
 
 async fn leased(fx: &Fixture, dest: &Dest) -> i64 {
     sqlx::query_scalar(
-        "SELECT count(*) FROM deliveries WHERE destination_id = $1 AND status = 'pending' \
-         AND lease_token IS NOT NULL",
+        "SELECT count(*) FROM delivery_queue WHERE destination_id = $1 AND lease_token IS NOT NULL",
     )
     .bind(dest.id.uuid())
     .fetch_one(&fx.pool)

@@ -127,8 +127,9 @@ async fn shutdown_gives_back_the_leases_of_unfinished_attempts(pool: relay_store
     assert!(stopping.elapsed() < 5 * SECOND, "shutdown took {:?}", stopping.elapsed());
 
     let (status, attempts, leased, due_now): (String, i32, bool, bool) = sqlx::query_as(
-        "SELECT status, attempts, lease_token IS NOT NULL, next_attempt_at <= now() FROM deliveries \
-         WHERE destination_id = $1",
+        "SELECT d.status, d.attempts, q.lease_token IS NOT NULL, q.due_at <= now() \
+         FROM deliveries d JOIN delivery_queue q ON q.tenant_id = d.tenant_id AND q.delivery_id = d.id \
+         WHERE d.destination_id = $1",
     )
     .bind(dest.id.uuid())
     .fetch_one(&fx.pool)

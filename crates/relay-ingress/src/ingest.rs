@@ -181,8 +181,12 @@ async fn accept(
     let stored = state.inner.writer.store(event, ttl).await.map_err(|refused| match refused {
         Refused::Overloaded => {
             metrics::counter!("relay_ingest_shed_total").increment(1);
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the relay is at capacity; retry shortly")
-                .with_retry_after(OVERLOAD_RETRY_AFTER_SECONDS)
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the relay is at capacity; retry shortly",
+            )
+            .with_retry_after(OVERLOAD_RETRY_AFTER_SECONDS)
         }
         Refused::Store(e) => store_error(&e),
     })?;

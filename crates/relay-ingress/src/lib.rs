@@ -33,6 +33,8 @@ pub struct IngressConfig {
     /// Longest life of a cached source or fan-out; changes announced by Postgres drop entries at
     /// once.
     pub source_cache_ttl: Duration,
+    /// The group-commit writer and its queue bounds.
+    pub writer: WriterConfig,
 }
 
 impl Default for IngressConfig {
@@ -41,6 +43,7 @@ impl Default for IngressConfig {
             max_body_bytes: 1_048_576,
             backlog_refresh: Duration::from_secs(1),
             source_cache_ttl: Duration::from_secs(60),
+            writer: WriterConfig::default(),
         }
     }
 }
@@ -78,7 +81,8 @@ impl IngressState {
     ) -> Self {
         let cache = source_cache::ConfigCache::new(config.source_cache_ttl);
         tokio::spawn(cache.clone().watch(pool.clone()));
-        let writer = Writer::start(pool.clone(), redis.clone(), WriterConfig::default(), cache.clone(), handoff);
+        let writer =
+            Writer::start(pool.clone(), redis.clone(), config.writer.clone(), cache.clone(), handoff);
         let backlog = backlog::BacklogCache::new(config.backlog_refresh);
         Self { inner: Arc::new(Inner { pool, redis, master_key, config, writer, backlog, cache }) }
     }

@@ -50,12 +50,12 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {
-            writers: std::env::var("XX_WRITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2),
+            writers: 2,
             max_batch: 512,
             max_batch_bytes: 8 << 20,
             queue: 4_096,
             queue_bytes: 64 << 20,
-            max_wait: Duration::from_millis(50),
+            max_wait: Duration::from_millis(75),
         }
     }
 }
@@ -143,7 +143,9 @@ impl Writer {
         self.shared.ready.notify_one();
         match answer.await {
             Ok(result) => result.map_err(Refused::Store),
-            Err(_) => Err(Refused::Store(Arc::new(StoreError::Corrupt("the ingest writer dropped a request".into())))),
+            Err(_) => Err(Refused::Store(Arc::new(StoreError::Corrupt(
+                "the ingest writer dropped a request".into(),
+            )))),
         }
     }
 }
@@ -269,7 +271,8 @@ struct Candidate {
 /// deliveries of the new ones in one statement (one transaction), then hands the reserved
 /// deliveries of new events over. Returns one outcome per input event.
 async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
-    let tenants: Vec<TenantId> = events.iter().map(|e| e.tenant_id).collect::<HashSet<_>>().into_iter().collect();
+    let tenants: Vec<TenantId> =
+        events.iter().map(|e| e.tenant_id).collect::<HashSet<_>>().into_iter().collect();
     let fanout = deps.cache.fanout(&deps.pool, &tenants).await?;
     let mut reservations = Reservations { handoff: deps.handoff.clone(), held: Vec::new() };
     let mut candidates: Vec<Candidate> = Vec::new();

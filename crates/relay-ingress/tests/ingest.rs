@@ -232,12 +232,15 @@ async fn backlog_at_the_cap_is_429_with_retry_after(pool: PgPool) {
     let (status, code, _) = problem(response).await;
     assert_eq!((status, code.as_str()), (429, "backlog_full"));
     assert_eq!(h.events(tenant).await, 2);
-    // Once deliveries complete, the backlog drains and ingest resumes.
-    sqlx::query("UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL WHERE tenant_id = $1")
-        .bind(tenant.uuid())
-        .execute(&h.pool)
-        .await
-        .unwrap();
+    // Once deliveries complete (they leave the queue), the backlog drains and ingest resumes.
+    sqlx::query(
+        "WITH q AS (DELETE FROM delivery_queue WHERE tenant_id = $1) \
+         UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL WHERE tenant_id = $1",
+    )
+    .bind(tenant.uuid())
+    .execute(&h.pool)
+    .await
+    .unwrap();
     assert_eq!(h.post_signed(source, &event("e3")).await.status(), 200);
 }
 

@@ -106,8 +106,13 @@ pub fn router(deps: &Deps, settings: &Settings, handoff: Option<Arc<dyn Handoff>
         .route("/readyz", get(readyz).with_state(deps.pool.clone()))
         .route("/metrics", get(move || std::future::ready(metrics.render())));
     if settings.roles.ingress {
-        let config =
-            relay_ingress::IngressConfig { max_body_bytes: settings.max_body_bytes, ..Default::default() };
+        let writer =
+            relay_ingress::WriterConfig { max_wait: settings.ingest_queue_wait, ..Default::default() };
+        let config = relay_ingress::IngressConfig {
+            max_body_bytes: settings.max_body_bytes,
+            writer,
+            ..Default::default()
+        };
         let state = relay_ingress::IngressState::with_handoff(
             deps.pool.clone(),
             deps.redis.clone(),

@@ -77,6 +77,10 @@ pub struct SettingsArgs {
     /// Largest accepted event body, in bytes.
     #[arg(long, env = "RELAY_MAX_BODY_BYTES", global = true)]
     pub max_body_bytes: Option<usize>,
+    /// Ingest sheds load (503 with Retry-After) while the oldest event waiting for its write has
+    /// waited this long, in milliseconds.
+    #[arg(long, env = "RELAY_INGEST_QUEUE_MS", global = true)]
+    pub ingest_queue_ms: Option<u64>,
     /// Roles of `serve`: any of ingress,admin,dispatcher.
     #[arg(long, env = "RELAY_ROLES", global = true)]
     pub roles: Option<String>,
@@ -118,6 +122,7 @@ pub struct Settings {
     pub allow_private_destinations: bool,
     pub require_https_destinations: bool,
     pub max_body_bytes: usize,
+    pub ingest_queue_wait: Duration,
     pub roles: Roles,
     pub db_pool_size: u32,
     pub dispatch_concurrency: usize,
@@ -167,6 +172,7 @@ impl SettingsArgs {
             allow_private_destinations: s.allow_private_destinations.unwrap_or(false),
             require_https_destinations: s.require_https_destinations.unwrap_or(false),
             max_body_bytes,
+            ingest_queue_wait: Duration::from_millis(s.ingest_queue_ms.unwrap_or(75).max(1)),
             roles,
             db_pool_size: s.db_pool_size.unwrap_or(16).max(1),
             dispatch_concurrency: s.dispatch_concurrency.unwrap_or(512).max(1),
@@ -192,6 +198,7 @@ impl SettingsArgs {
             allow_private_destinations,
             require_https_destinations,
             max_body_bytes,
+            ingest_queue_ms,
             roles,
             db_pool_size,
             dispatch_concurrency,

@@ -31,22 +31,19 @@ impl NewDelivery {
     }
 }
 
-/// Inserts pending deliveries of stored events (log and queue rows), due now or leased under
-/// `lease_token` as each says.
-pub async fn insert_deliveries(
-    db: impl PgExecutor<'_>,
-    deliveries: &[NewDelivery],
-    lease_token: Uuid,
-) -> Result<()> {
+/// Inserts pending deliveries of stored events (log and queue rows), due now for any
+/// dispatcher (their `lease_ms` is not looked at: only ingest queues leased rows).
+pub async fn insert_deliveries(db: impl PgExecutor<'_>, deliveries: &[NewDelivery]) -> Result<()> {
     if deliveries.is_empty() {
         return Ok(());
     }
+    let due: Vec<NewDelivery> = deliveries.iter().map(|d| NewDelivery { lease_ms: None, ..*d }).collect();
     let sql = sqlx::AssertSqlSafe(format!(
         "WITH ins AS (SELECT DISTINCT x.id FROM UNNEST($3::uuid[]) AS x(id)), {} SELECT count(*) FROM dq",
         crate::ingest::queue_sql(1)
     ));
     let q = sqlx::query_as::<_, (i64,)>(sql);
-    crate::ingest::QueueColumns::of(deliveries, lease_token).bind(q).fetch_one(db).await?;
+    crate::ingest::QueueColumns::of(&due, Uuid::nil()).bind(q).fetch_one(db).await?;
     Ok(())
 }
 

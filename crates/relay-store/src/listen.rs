@@ -25,7 +25,10 @@ pub const CONFIG_CHANNEL: &str = "wap_relay_config";
 pub enum Heard<'a> {
     /// Listening on every channel (at start and after each reconnection).
     Listening,
-    Notification { channel: &'a str, payload: &'a str },
+    Notification {
+        channel: &'a str,
+        payload: &'a str,
+    },
     /// The connection is gone; notifications are missed until the next `Listening`.
     Lost,
 }
@@ -42,7 +45,9 @@ pub async fn listen(pool: PgPool, channels: &[&str], name: &str, mut hear: impl 
                     // notifications missed meanwhile.
                     loop {
                         match listener.try_recv().await {
-                            Ok(Some(n)) => hear(Heard::Notification { channel: n.channel(), payload: n.payload() }),
+                            Ok(Some(n)) => {
+                                hear(Heard::Notification { channel: n.channel(), payload: n.payload() })
+                            }
                             Ok(None) => {
                                 tracing::warn!(listener = name, "LISTEN connection lost; reconnecting");
                                 break;
@@ -70,7 +75,10 @@ pub async fn listen(pool: PgPool, channels: &[&str], name: &str, mut hear: impl 
 pub enum Change {
     Source(Uuid),
     Tenant(Uuid),
-    Destination { tenant: Uuid, id: Uuid },
+    Destination {
+        tenant: Uuid,
+        id: Uuid,
+    },
     /// Anything else: treat as "everything may have changed".
     Unknown,
 }

@@ -109,7 +109,8 @@ fn may_change(h: &Health, known: Option<Option<OffsetDateTime>>, unhealthy_after
     let Some(known) = known else { return true };
     let failed = h.first_failure.is_some();
     let too_long = known.is_some_and(|since| {
-        OffsetDateTime::now_utc() - since >= time::Duration::try_from(unhealthy_after).unwrap_or(time::Duration::MAX)
+        OffsetDateTime::now_utc() - since
+            >= time::Duration::try_from(unhealthy_after).unwrap_or(time::Duration::MAX)
     });
     h.gone || (h.reset && known.is_some()) || (failed && (known.is_none() || too_long))
 }
@@ -224,7 +225,7 @@ pub async fn record_attempts(
            UPDATE delivery_queue q SET due_at = a.next_attempt_at, lease_token = NULL, \"trigger\" = 'auto' \
            FROM a WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
              AND q.lease_token = a.lease_token AND a.status = 'pending' \
-           RETURNING q.delivery_id, q.lease_token \
+           RETURNING q.delivery_id, a.lease_token \
          ), upd AS ( \
            UPDATE deliveries d SET status = a.status, attempts = d.attempts + 1, \
              next_attempt_at = a.next_attempt_at, next_trigger = 'auto', \

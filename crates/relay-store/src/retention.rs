@@ -82,7 +82,12 @@ pub async fn purge_tenant(
             .bind(batch)
             .fetch_all(&mut *tx)
             .await?;
-        let done = sqlx::query(EVENTS).bind(tenant.uuid()).bind(&candidates).execute(&mut *tx).await?.rows_affected();
+        let done = sqlx::query(EVENTS)
+            .bind(tenant.uuid())
+            .bind(&candidates)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         purged.events += done;
         if (candidates.len() as i64) < batch {

@@ -75,7 +75,6 @@ pub async fn insert_source(db: impl PgExecutor<'_>, new: &NewSource) -> Result<S
     Ok(row)
 }
 
-
 /// A source and the tenant that owns it, for the ingest path: one round trip. Deleted sources are
 /// returned too (with `deleted_at` set) so a refusal can still be recorded for the tenant.
 #[derive(Debug, Clone, FromRow)]

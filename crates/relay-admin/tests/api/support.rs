@@ -179,7 +179,7 @@ impl TestApp {
     /// One pending delivery of `event` to `destination`, as ingest fan-out creates it.
     pub async fn delivery(&self, t: &Tenant, event: EventId, destination: DestinationId) -> DeliveryId {
         let id = DeliveryId::new();
-        let d = NewDelivery { id, tenant_id: t.id, event_id: event, destination_id: destination };
+        let d = NewDelivery { id, ..NewDelivery::due_now(t.id, event, destination) };
         relay_store::deliveries::insert_deliveries(&self.pool, &[d]).await.unwrap();
         id
     }
@@ -197,7 +197,8 @@ impl TestApp {
     /// Finishes a delivery with `status`, as the dispatcher does after its last attempt.
     pub async fn finish(&self, delivery: DeliveryId, status: &str) {
         sqlx::query(
-            "UPDATE deliveries SET status = $2, next_attempt_at = NULL, completed_at = now(), attempts = 1 \
+            "WITH q AS (DELETE FROM delivery_queue WHERE delivery_id = $1) \
+             UPDATE deliveries SET status = $2, next_attempt_at = NULL, completed_at = now(), attempts = 1 \
              WHERE id = $1",
         )
         .bind(delivery.uuid())

@@ -113,7 +113,10 @@ impl State {
 
     /// The deliveries that waited past their deadline (not while a token is being asked for).
     pub fn expired(&mut self, now: Instant) -> Vec<Fresh> {
-        self.remove(|w| now >= w.deadline && !matches!(w.stage, Stage::Asking)).into_iter().map(|w| w.fresh).collect()
+        self.remove(|w| now >= w.deadline && !matches!(w.stage, Stage::Asking))
+            .into_iter()
+            .map(|w| w.fresh)
+            .collect()
     }
 
     /// Marks the pending deliveries as asking; returns how many each destination asks for.

@@ -21,7 +21,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use relay_core::plan::{LimitOverrides, Plan};
 use relay_core::secret::{MasterKey, WebhookSecret};
-use relay_core::{DeliveryId, DestinationId, EventId, SourceId, TenantId};
+use relay_core::{DestinationId, EventId, SourceId, TenantId};
 use relay_dispatcher::DispatcherConfig;
 use relay_store::deliveries::{NewDelivery, insert_deliveries, notify_due};
 use relay_store::destinations::{NewDestination, insert_destination};
@@ -286,15 +286,8 @@ impl Fixture {
             .collect();
         let mut tx = self.pool.begin().await.unwrap();
         let ids = insert_events(&mut *tx, &events).await.unwrap();
-        let deliveries: Vec<NewDelivery> = ids
-            .iter()
-            .map(|&event_id| NewDelivery {
-                id: DeliveryId::new(),
-                tenant_id: dest.tenant,
-                event_id,
-                destination_id: dest.id,
-            })
-            .collect();
+        let deliveries: Vec<NewDelivery> =
+            ids.iter().map(|&event_id| NewDelivery::due_now(dest.tenant, event_id, dest.id)).collect();
         for chunk in deliveries.chunks(1_000) {
             insert_deliveries(&mut *tx, chunk).await.unwrap();
         }
