@@ -15,6 +15,7 @@ use crate::receiver::{self, Arrivals};
 use crate::relay::{self, TenantSetup};
 use crate::report::{Report, Window};
 use crate::signed::{self, Answer};
+use crate::faults::{self, Fault};
 use crate::{prefill, probe};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,6 +54,9 @@ pub struct E2eArgs {
     /// for diagnosis only, the targets are measured with defaults.
     #[arg(long, default_value = "{}")]
     pub destination_settings: String,
+    /// Inject a fault half-way through the window (CPU and memory are then not reported).
+    #[arg(long, value_enum)]
+    pub fault: Option<Fault>,
     /// A few seconds of light load that must lose and duplicate nothing (for CI).
     #[arg(long)]
     pub smoke: bool,
@@ -317,7 +321,15 @@ async fn run_on(binary: &str, db: &str, args: &E2eArgs) -> anyhow::Result<Report
     let sampler = spawn_sampler(load.clone(), arrivals.clone(), args.prefill, pid, stop.clone());
     let start_costs = costs(pid, &maintenance, &database).await;
     let t0 = epoch.elapsed();
-    load.run(args, args.seconds).await;
+    let restart = faults::Restart { binary, db, prefix: &prefix };
+    let (relay, ()) = match args.fault {
+        Some(fault) => {
+            let half = Duration::from_secs(args.seconds) / 2;
+            let (relay, ()) = tokio::join!(faults::inject(fault, relay, half, restart), load.run(args, args.seconds));
+            (relay?, ())
+        }
+        None => (relay, load.run(args, args.seconds).await),
+    };
     let t1 = epoch.elapsed();
     let window_costs = costs(pid, &maintenance, &database).await;
     let drained = drain(&load, &arrivals, args.prefill, stall).await;

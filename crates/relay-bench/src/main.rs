@@ -10,6 +10,7 @@
 
 mod classic;
 mod e2e;
+mod faults;
 mod prefill;
 mod probe;
 mod receiver;

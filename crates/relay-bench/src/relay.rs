@@ -25,6 +25,10 @@ impl Relay {
         self.child.id()
     }
 
+    pub fn port(&self) -> u16 {
+        self.base.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+    }
+
     /// SIGTERM, then waits for the process to exit (it drains first).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.child.id() {
@@ -60,6 +64,17 @@ pub async fn drop_database(db: &str) {
 /// setting not named here is the relay's default.
 pub async fn start_relay(binary: &str, db: &str, roles: &str, redis_prefix: &str) -> anyhow::Result<Relay> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    start_relay_on(binary, db, roles, redis_prefix, port).await
+}
+
+/// As [`start_relay`], on a given port.
+pub async fn start_relay_on(
+    binary: &str,
+    db: &str,
+    roles: &str,
+    redis_prefix: &str,
+    port: u16,
+) -> anyhow::Result<Relay> {
     let base = format!("http://127.0.0.1:{port}");
     let child = tokio::process::Command::new(binary)
         .arg("serve")

@@ -57,6 +57,8 @@ impl Percentiles {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub mode: String,
+    /// The fault injected half-way, if any (CPU and memory figures are then zero: not measured).
+    pub fault: Option<String>,
     pub tenants: usize,
     pub destinations_per_tenant: usize,
     pub prefill: usize,
@@ -156,7 +158,10 @@ impl Report {
         let per_event = |x: f64| if accepted == 0 { 0.0 } else { x / accepted as f64 };
         let (wr, wp, _) = i.window_costs;
         let (hr, hp, hc) = i.whole_costs;
+        let measured = i.args.fault.is_none();
+        let per_event = |x: f64| if measured { per_event(x) } else { 0.0 };
         Report {
+            fault: i.args.fault.map(|f| format!("{f:?}")),
             mode: match i.args.rate {
                 Some(r) => format!("open loop {r}/s"),
                 None => format!("closed loop C={}", i.args.concurrency),
@@ -208,6 +213,9 @@ impl Report {
             "e2e: {}, {} tenant(s) x {} destination(s), prefill {}, window {:.1} s",
             self.mode, self.tenants, self.destinations_per_tenant, self.prefill, self.seconds
         );
+        if let Some(fault) = &self.fault {
+            println!("  fault           {fault} half-way through the window (CPU and memory not measured)");
+        }
         println!(
             "  accepted        {:>9.0} events/s ({} of {} sent; 503 {} (+{} without Retry-After), other {}, no answer {}, duplicate answers {})",
             self.accepted_per_second,
