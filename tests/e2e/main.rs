@@ -7,4 +7,5 @@ mod support;
 mod cli;
 mod crash;
 mod delivery;
+mod postgres_restart;
 mod redis_outage;

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::faults::{self, Fault};
 use crate::receiver::{self, Arrivals};
 use crate::relay::{self, TenantSetup};
 use crate::report::{Report, Window};
 use crate::signed::{self, Answer};
-use crate::faults::{self, Fault};
 use crate::{prefill, probe};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -325,7 +325,8 @@ async fn run_on(binary: &str, db: &str, args: &E2eArgs) -> anyhow::Result<Report
     let (relay, ()) = match args.fault {
         Some(fault) => {
             let half = Duration::from_secs(args.seconds) / 2;
-            let (relay, ()) = tokio::join!(faults::inject(fault, relay, half, restart), load.run(args, args.seconds));
+            let (relay, ()) =
+                tokio::join!(faults::inject(fault, relay, half, restart), load.run(args, args.seconds));
             (relay?, ())
         }
         None => (relay, load.run(args, args.seconds).await),

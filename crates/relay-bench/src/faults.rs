@@ -25,7 +25,12 @@ pub struct Restart<'a> {
 }
 
 /// Waits `after`, injects `fault`, and returns the relay that runs afterwards.
-pub async fn inject(fault: Fault, relay: Relay, after: Duration, restart: Restart<'_>) -> anyhow::Result<Relay> {
+pub async fn inject(
+    fault: Fault,
+    relay: Relay,
+    after: Duration,
+    restart: Restart<'_>,
+) -> anyhow::Result<Relay> {
     tokio::time::sleep(after).await;
     match fault {
         Fault::Sigkill => {
