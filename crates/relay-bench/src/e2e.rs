@@ -149,7 +149,7 @@ impl Load {
             Answer::Unavailable { retry_after: true } => SHED_RETRY_AFTER,
             Answer::Unavailable { retry_after: false } => SHED_BARE,
             Answer::Other(_) => OTHER,
-            Answer::NoAnswer => NO_ANSWER,
+            Answer::Silent => NO_ANSWER,
         };
         let us = scheduled.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
         self.latency_us[g].store(us, Ordering::Relaxed);

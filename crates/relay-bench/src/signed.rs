@@ -36,7 +36,7 @@ pub enum Answer {
     /// Any other status.
     Other(u16),
     /// No HTTP answer (connection error, client timeout).
-    NoAnswer,
+    Silent,
 }
 
 pub async fn post(client: &reqwest::Client, url: &str, id: &str, device: &str) -> Answer {
@@ -49,12 +49,12 @@ pub async fn post(client: &reqwest::Client, url: &str, id: &str, device: &str) -
         .body(body)
         .send()
         .await;
-    let Ok(response) = sent else { return Answer::NoAnswer };
+    let Ok(response) = sent else { return Answer::Silent };
     match response.status().as_u16() {
         200 => match response.bytes().await {
             Ok(b) if b.windows(9).any(|w| w == b"duplicate") => Answer::Duplicate,
             Ok(_) => Answer::Stored,
-            Err(_) => Answer::NoAnswer,
+            Err(_) => Answer::Silent,
         },
         503 => Answer::Unavailable { retry_after: response.headers().contains_key("retry-after") },
         other => Answer::Other(other),

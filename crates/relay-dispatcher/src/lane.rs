@@ -46,11 +46,19 @@ pub(crate) struct Lane {
     shared: Arc<Shared>,
     state: Mutex<State>,
     wake: Notify,
+    /// Signalled when reservations end.
+    eased: Notify,
 }
 
 impl Lane {
     pub fn new(shared: Arc<Shared>) -> Arc<Self> {
-        Arc::new(Self { token: Uuid::now_v7(), shared, state: Mutex::default(), wake: Notify::new() })
+        Arc::new(Self {
+            token: Uuid::now_v7(),
+            shared,
+            state: Mutex::default(),
+            wake: Notify::new(),
+            eased: Notify::new(),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -88,6 +96,7 @@ impl Lane {
     /// Starts what is ready, gives back what expired, and asks tokens for what arrived, until
     /// nothing new waits for a token.
     async fn pass(&self) {
+        let _eased = Eased(&self.eased);
         loop {
             let expired = self.lock().expired(Instant::now());
             if !expired.is_empty() {
@@ -181,6 +190,15 @@ impl Lane {
     }
 }
 
+/// Tells ingest that room may have been made, when a pass ends however it ends.
+struct Eased<'a>(&'a Notify);
+
+impl Drop for Eased<'_> {
+    fn drop(&mut self) {
+        self.0.notify_waiters();
+    }
+}
+
 impl Handoff for Lane {
     fn lease_token(&self) -> Uuid {
         self.token
@@ -223,5 +241,18 @@ impl Handoff for Lane {
         for (tenant, destination) in reserved {
             state.settle(*tenant, *destination);
         }
+        drop(state);
+        self.eased.notify_waiters();
+    }
+
+    fn has_room(&self, tenant: TenantId, destinations: &[&FanoutDestination]) -> bool {
+        let in_flight = &self.shared.ctx.in_flight;
+        let wanted: Vec<_> =
+            destinations.iter().map(|d| (d.id, d.max_in_flight, in_flight.count(d.id))).collect();
+        self.lock().has_room(tenant, &wanted, self.bounds())
+    }
+
+    fn eased(&self) -> &Notify {
+        &self.eased
     }
 }

@@ -121,7 +121,7 @@ pub(crate) fn custom_headers<'a>(headers: impl Iterator<Item = (&'a String, &'a 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -143,6 +143,14 @@ mod tests {
         let map = custom_headers(given.iter().map(|(a, b)| (a, b)));
         let names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-team", "authorization"]);
+    }
+
+    /// A prepared destination for other modules' tests.
+    pub(crate) fn prepared() -> std::sync::Arc<Prepared> {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
+        let row = row(&key, &std::collections::BTreeMap::new());
+        let limits = relay_core::plan::Plan::Pro.limits();
+        std::sync::Arc::new(prepare(&row, &limits, &key, false, OffsetDateTime::now_utc()).unwrap())
     }
 
     fn row(key: &MasterKey, headers: &std::collections::BTreeMap<String, String>) -> DestinationRow {

@@ -107,6 +107,12 @@ pub async fn post_ingest(
         }
     };
     let found = lookup_source(&state, &raw_id).await?;
+    // Shed before any work when this tenant already has a standing queue of waiting events.
+    if state.inner.waiting.is_full(found.source.tenant()) {
+        let error = overloaded("deliveries");
+        metrics::counter!("relay_ingest_requests_total", "outcome" => error.code).increment(1);
+        return Err(error);
+    }
     match accept(&state, &found, &headers, body.clone()).await {
         Ok(response) => Ok(response),
         Err(error) => {
@@ -178,19 +184,20 @@ async fn accept(
         body,
     };
     let ttl = Duration::from_secs(u64::from(limits.retention_days.max(1)) * 86_400);
+    crate::backpressure::wait_for_room(state, &event).await.map_err(|_| overloaded("deliveries"))?;
     let stored = state.inner.writer.store(event, ttl).await.map_err(|refused| match refused {
-        Refused::Overloaded => {
-            metrics::counter!("relay_ingest_shed_total").increment(1);
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "the relay is at capacity; retry shortly",
-            )
-            .with_retry_after(OVERLOAD_RETRY_AFTER_SECONDS)
-        }
+        Refused::Overloaded => overloaded("write"),
         Refused::Store(e) => store_error(&e),
     })?;
     Ok(answer(stored))
+}
+
+/// The answer when the relay sheds load; `what` (the write queue, or deliveries not keeping
+/// pace) labels the metric.
+fn overloaded(what: &'static str) -> ApiError {
+    metrics::counter!("relay_ingest_shed_total", "queue" => what).increment(1);
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the relay is at capacity; retry shortly")
+        .with_retry_after(OVERLOAD_RETRY_AFTER_SECONDS)
 }
 
 /// The answer to an accepted event, fields in the contract's order.

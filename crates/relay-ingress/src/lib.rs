@@ -7,6 +7,7 @@
 //! go through the group-commit [`writer::Writer`], so concurrent requests share commits.
 
 mod backlog;
+mod backpressure;
 mod handshake;
 mod ingest;
 mod rejection;
@@ -62,6 +63,8 @@ struct Inner {
     writer: Writer,
     backlog: backlog::BacklogCache,
     cache: Arc<source_cache::ConfigCache>,
+    handoff: Option<Arc<dyn Handoff>>,
+    waiting: backpressure::Waiting,
 }
 
 impl IngressState {
@@ -82,9 +85,11 @@ impl IngressState {
         let cache = source_cache::ConfigCache::new(config.source_cache_ttl);
         tokio::spawn(cache.clone().watch(pool.clone()));
         let writer =
-            Writer::start(pool.clone(), redis.clone(), config.writer.clone(), cache.clone(), handoff);
+            Writer::start(pool.clone(), redis.clone(), config.writer.clone(), cache.clone(), handoff.clone());
         let backlog = backlog::BacklogCache::new(config.backlog_refresh);
-        Self { inner: Arc::new(Inner { pool, redis, master_key, config, writer, backlog, cache }) }
+        let waiting = backpressure::Waiting::default();
+        let inner = Inner { pool, redis, master_key, config, writer, backlog, cache, handoff, waiting };
+        Self { inner: Arc::new(inner) }
     }
 }
 

@@ -21,7 +21,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use relay_core::filter::EventKey;
 use relay_core::{DeliveryId, DestinationId, EventId, TenantId};
 use relay_store::deliveries::NewDelivery;
 use relay_store::events::NewEvent;
@@ -278,11 +277,7 @@ async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, St
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut per_event = Vec::with_capacity(events.len());
     for event in events {
-        let key = EventKey {
-            source_id: event.source_id,
-            event_type: &event.event_type,
-            device_id: event.device_id.as_deref(),
-        };
+        let key = event.key();
         let before = candidates.len();
         for d in fanout.get(&event.tenant_id).into_iter().flat_map(|v| v.iter()) {
             if !d.filter.matches(&key) {

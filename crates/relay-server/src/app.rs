@@ -32,6 +32,9 @@ const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(6
 /// The longest any request may take, body included (slow clients cannot hold a connection).
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The longest a client may take to send a request's headers.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What every role needs.
 #[derive(Clone)]
 pub struct Deps {
@@ -180,12 +183,12 @@ pub async fn serve(
 
     let app = router(&deps, &settings, handoff);
     tracing::info!(listen = %listener.local_addr()?, roles = ?settings.roles, "wap-relay serving");
-    // No Nagle delay on responses: a response written in two segments would otherwise wait for
-    // the client's delayed ACK (40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone())).await?;
+    let limits = crate::listener::ListenerConfig {
+        max_connections: settings.max_connections,
+        header_timeout: HEADER_TIMEOUT,
+        drain: settings.shutdown_grace,
+    };
+    crate::listener::serve(listener, app, limits, stopped(stop_rx.clone())).await?;
     if let Some(handle) = dispatcher {
         handle.await.context("the dispatcher panicked")??;
     }

@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod cli;
+pub mod listener;
 pub mod settings;
 pub mod telemetry;

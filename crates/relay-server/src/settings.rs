@@ -81,6 +81,9 @@ pub struct SettingsArgs {
     /// waited this long, in milliseconds.
     #[arg(long, env = "RELAY_INGEST_QUEUE_MS", global = true)]
     pub ingest_queue_ms: Option<u64>,
+    /// Connections the listener keeps open at once; past it a new one is answered 503 and closed.
+    #[arg(long, env = "RELAY_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
     /// Roles of `serve`: any of ingress,admin,dispatcher.
     #[arg(long, env = "RELAY_ROLES", global = true)]
     pub roles: Option<String>,
@@ -123,6 +126,7 @@ pub struct Settings {
     pub require_https_destinations: bool,
     pub max_body_bytes: usize,
     pub ingest_queue_wait: Duration,
+    pub max_connections: usize,
     pub roles: Roles,
     pub db_pool_size: u32,
     pub dispatch_concurrency: usize,
@@ -173,6 +177,7 @@ impl SettingsArgs {
             require_https_destinations: s.require_https_destinations.unwrap_or(false),
             max_body_bytes,
             ingest_queue_wait: Duration::from_millis(s.ingest_queue_ms.unwrap_or(75).max(1)),
+            max_connections: s.max_connections.unwrap_or(1024).max(1),
             roles,
             db_pool_size: s.db_pool_size.unwrap_or(16).max(1),
             dispatch_concurrency: s.dispatch_concurrency.unwrap_or(512).max(1),
@@ -199,6 +204,7 @@ impl SettingsArgs {
             require_https_destinations,
             max_body_bytes,
             ingest_queue_ms,
+            max_connections,
             roles,
             db_pool_size,
             dispatch_concurrency,

@@ -20,6 +20,17 @@ pub struct NewEvent {
     pub body: bytes::Bytes,
 }
 
+impl NewEvent {
+    /// What destination filters look at.
+    pub fn key(&self) -> relay_core::filter::EventKey<'_> {
+        relay_core::filter::EventKey {
+            source_id: self.source_id,
+            event_type: &self.event_type,
+            device_id: self.device_id.as_deref(),
+        }
+    }
+}
+
 /// Inserts the events that are not duplicates and returns the ids of those inserted. A batch may
 /// hold the same (source, eventId) twice: the first one wins, like two separate requests.
 pub async fn insert_events(db: impl PgExecutor<'_>, events: &[NewEvent]) -> Result<Vec<EventId>> {

@@ -7,6 +7,11 @@
 //! Invariant: every reservation ends in exactly one of [`Handoff::hand_over`] (stored) or
 //! [`Handoff::cancel`] (not stored: a duplicate, or the write failed), so the dispatcher's counts
 //! of what it was promised stay exact.
+//!
+//! The hand-off also carries backpressure the other way: before a request joins the write queue,
+//! ingest waits briefly while the dispatcher has no room for that tenant's new deliveries, so a
+//! sender that outruns delivery is slowed down (its deliveries still spill to the queue after the
+//! wait; nothing is refused for it).
 
 use bytes::Bytes;
 use relay_core::{DeliveryId, DestinationId, EventId, TenantId};
@@ -38,4 +43,11 @@ pub trait Handoff: Send + Sync {
     fn hand_over(&self, fresh: Vec<Fresh>);
     /// These reservations were not stored.
     fn cancel(&self, reserved: &[(TenantId, DestinationId)]);
+    /// Whether a new event of `tenant` fanning out to `destinations` would have all its first
+    /// attempts taken now. Ingest waits a little (see [`Handoff::eased`]) while it would not:
+    /// backpressure that keeps one tenant's accepted events from outrunning its deliveries,
+    /// without holding back other tenants.
+    fn has_room(&self, tenant: TenantId, destinations: &[&FanoutDestination]) -> bool;
+    /// Signalled whenever reservations end (room may have been made).
+    fn eased(&self) -> &tokio::sync::Notify;
 }

@@ -59,6 +59,25 @@ fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K) {
 }
 
 impl State {
+    /// Whether `reserve` would promise one more delivery to each of `destinations` (each with
+    /// its `max_in_flight` and in-flight count) for `tenant`.
+    pub fn has_room(
+        &self,
+        tenant: TenantId,
+        destinations: &[(DestinationId, u32, u32)],
+        bounds: Bounds,
+    ) -> bool {
+        let n = destinations.len();
+        let share = self.tenants.get(&tenant).copied().unwrap_or(0) as usize;
+        !self.closed
+            && self.total + n <= bounds.total
+            && share + n <= bounds.tenant as usize
+            && destinations.iter().all(|(d, max_in_flight, in_flight)| {
+                self.destinations.get(d).copied().unwrap_or(0) + in_flight
+                    < bounds.destination_factor * max_in_flight
+            })
+    }
+
     /// Promises the first attempt of a delivery, within the bounds.
     pub fn reserve(
         &mut self,
@@ -195,5 +214,118 @@ impl State {
     pub fn close(&mut self) -> Vec<Fresh> {
         self.closed = true;
         self.remove(|_| true).into_iter().map(|w| w.fresh).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_core::{DeliveryId, EventId};
+
+    const BOUNDS: Bounds = Bounds { total: 10, tenant: 6, destination_factor: 2 };
+
+    fn fresh(tenant: TenantId, destination: DestinationId, n: u32) -> Fresh {
+        Fresh {
+            id: DeliveryId::new(),
+            tenant_id: tenant,
+            event_id: EventId::new(),
+            destination_id: destination,
+            wap_event_id: format!("e{n}"),
+            event_type: "message.received".into(),
+            body: bytes::Bytes::new(),
+            max_in_flight: 2,
+            timeout_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn reservations_stay_within_every_bound_and_settle() {
+        let mut s = State::default();
+        let (t, u) = (TenantId::new(), TenantId::new());
+        let (d, e) = (DestinationId::new(), DestinationId::new());
+        // Per destination: reserved + in flight below 2 x max_in_flight (2).
+        assert!(s.reserve(t, d, 2, 1, BOUNDS));
+        assert!(s.reserve(t, d, 2, 1, BOUNDS));
+        assert!(s.reserve(t, d, 2, 1, BOUNDS));
+        assert!(!s.reserve(t, d, 2, 1, BOUNDS));
+        assert!(!s.has_room(t, &[(d, 2, 1)], BOUNDS));
+        // Per tenant: 6.
+        assert!(
+            s.reserve(t, e, 10, 0, BOUNDS)
+                && s.reserve(t, e, 10, 0, BOUNDS)
+                && s.reserve(t, e, 10, 0, BOUNDS)
+        );
+        assert!(!s.reserve(t, e, 10, 0, BOUNDS));
+        assert!(s.has_room(u, &[(e, 10, 0)], BOUNDS), "another tenant is not held back");
+        s.settle(t, d);
+        assert!(s.reserve(t, d, 2, 1, BOUNDS));
+        assert_eq!(s.total, 6);
+        assert_eq!(s.close().len(), 0);
+        assert!(!s.reserve(u, e, 10, 0, BOUNDS), "closed");
+    }
+
+    #[test]
+    fn deliveries_start_in_order_per_destination_as_tokens_and_slots_allow() {
+        let mut s = State::default();
+        let (t, d, e) = (TenantId::new(), DestinationId::new(), DestinationId::new());
+        let now = Instant::now();
+        for n in 0..3 {
+            assert!(s.reserve(t, d, 2, 0, BOUNDS));
+            s.push(fresh(t, d, n), now);
+        }
+        assert!(s.reserve(t, e, 2, 0, BOUNDS));
+        s.push(fresh(t, e, 9), now);
+        assert_eq!(s.ask(), [(d, 3), (e, 1)]);
+        // Two tokens for d, none for e (refused: it leaves the queue).
+        let p = crate::prepare::tests::prepared();
+        let grants = HashMap::from([(d, (Some(p.clone()), 2)), (e, (Some(p), 0))]);
+        let refused = s.answer(&grants);
+        // Asking deliveries without a token leave the queue (their leases are given back).
+        assert_eq!(refused.iter().map(|f| f.fresh_name()).collect::<Vec<_>>(), ["e2", "e9"]);
+        assert_eq!(s.total, 2);
+        // One slot free at d (max_in_flight 2, one busy): the first; then the next.
+        let started = s.startable(10, 10, |_| 1);
+        assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e0"]);
+        assert!(s.startable(0, 10, |_| 0).is_empty(), "no permit, no start");
+        let started = s.startable(10, 10, |_| 0);
+        assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e1"]);
+        assert_eq!(s.total, 0);
+        // A pending delivery holds back the ready ones after it at the same destination.
+        for n in 3..5 {
+            assert!(s.reserve(t, d, 2, 0, BOUNDS));
+            s.push(fresh(t, d, n), now);
+        }
+        s.ask();
+        let p = crate::prepare::tests::prepared();
+        s.answer(&HashMap::from([(d, (Some(p), 2))]));
+        assert!(s.reserve(t, d, 2, 0, BOUNDS));
+        s.push(fresh(t, d, 5), now);
+        let started = s.startable(10, 10, |_| 0);
+        assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e3", "e4"]);
+        assert!(s.startable(10, 10, |_| 0).is_empty(), "e5 has no token yet");
+    }
+
+    #[test]
+    fn deliveries_past_their_deadline_leave_unless_asking() {
+        let mut s = State::default();
+        let (t, d) = (TenantId::new(), DestinationId::new());
+        let then = Instant::now();
+        for n in 0..2 {
+            assert!(s.reserve(t, d, 2, 0, BOUNDS));
+            s.push(fresh(t, d, n), then);
+        }
+        let later = then + Duration::from_secs(2);
+        assert_eq!(s.expired(later).len(), 2);
+        assert_eq!(s.total, 0);
+    }
+
+    trait Name {
+        fn fresh_name(&self) -> &str;
+    }
+
+    impl Name for Fresh {
+        fn fresh_name(&self) -> &str {
+            &self.wap_event_id
+        }
     }
 }

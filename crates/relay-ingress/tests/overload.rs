@@ -1,0 +1,74 @@
+//! Shedding when the write path cannot keep up: with the events table locked (a database that
+//! stopped committing), requests queue for at most the queue's wait bound; past it new requests
+//! are answered 503 `overloaded` with `Retry-After` at once, nothing is stored for them, and once
+//! the database is back everything waiting is stored and ingest accepts again.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use relay_core::plan::Plan;
+use relay_ingress::{IngressConfig, WriterConfig};
+use relay_store::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use support::*;
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_stuck_write_path_sheds_fast_503s_and_loses_nothing_it_accepted(
+    pool: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let pool: PgPool = pool.max_connections(8).connect_with(connect).await.unwrap();
+    let writer = WriterConfig { max_wait: Duration::from_millis(100), ..WriterConfig::default() };
+    let config = IngressConfig { writer, ..IngressConfig::default() };
+    let h = Harness::start_with(pool, redis_at("redis://127.0.0.1:6379"), config).await;
+    let (tenant, source) = h.setup(Plan::Growth).await;
+    assert_eq!(h.post_signed(source, &event("warm")).await.status(), 200);
+
+    let mut lock = h.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    // The first requests wait for the write; once the oldest has waited the bound, the rest are
+    // refused at once.
+    let mut requests = Vec::new();
+    for i in 0..40u64 {
+        let (client, url, body) = (h.client.clone(), h.url(source), event(&format!("e{i}")));
+        let signature = format!("sha256={}", hmac_hex(SECRET, body.as_bytes()));
+        requests.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10 * i)).await;
+            let started = Instant::now();
+            let r = client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-wap-signature", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.headers().contains_key("retry-after"), started.elapsed())
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while requests.iter().filter(|r| r.is_finished()).count() < 25 {
+        assert!(Instant::now() < deadline, "requests past the bound were not answered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lock.rollback().await.unwrap();
+    let answers: Vec<(u16, bool, Duration)> =
+        futures::future::join_all(requests).await.into_iter().map(|r| r.unwrap()).collect();
+    let shed: Vec<_> = answers.iter().filter(|(s, ..)| *s == 503).collect();
+    assert!(shed.len() >= 20, "requests past the bound are shed: {answers:?}");
+    assert!(shed.iter().all(|(_, retry, took)| *retry && *took < Duration::from_millis(500)), "{shed:?}");
+    assert!(answers.iter().all(|(s, ..)| *s == 200 || *s == 503), "{answers:?}");
+
+    // Ingest accepts again, and nothing shed was stored.
+    assert_eq!(h.post_signed(source, &event("after")).await.status(), 200);
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT wap_event_id FROM events WHERE tenant_id = $1 ORDER BY wap_event_id")
+            .bind(tenant.uuid())
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    assert!(stored.contains(&"after".to_owned()) && stored.contains(&"warm".to_owned()));
+    let accepted = answers.iter().filter(|(s, ..)| *s == 200).count();
+    assert_eq!(stored.len(), 2 + accepted, "exactly the accepted events are stored: {stored:?}");
+}
