@@ -7,5 +7,6 @@ mod support;
 mod cli;
 mod crash;
 mod delivery;
+mod http;
 mod postgres_restart;
 mod redis_outage;

@@ -126,11 +126,14 @@ pub struct DestinationOut {
     pub source_ids: Option<Vec<String>>,
     pub event_types: Vec<String>,
     pub device_ids: Option<Vec<String>>,
-    /// Custom request headers. The value of a credential-like header (`Authorization`,
-    /// `Proxy-Authorization`, `Cookie`, and any name containing `token`, `secret`, `key`, `auth`,
-    /// `password`, `signature` or `session`, in any case) is masked: `…` followed by its last
-    /// four characters, or just `…` when shorter than 12 characters. Such values are stored
-    /// encrypted with the master key and sent in full with every delivery.
+    /// Custom request headers. The value of a credential-like header (`Authorization`, and any
+    /// name containing `token`, `secret`, `key`, `auth`, `password`, `signature`, `session` or
+    /// `cookie`, in any case) is masked: `…` followed by its last four characters, or just `…`
+    /// when shorter than 12 characters. Such values are stored encrypted with the master key and
+    /// sent in full with every delivery. Names the relay sets itself (`Content-Type`,
+    /// `User-Agent`, `Host`, `webhook-*`, `X-Wap-*`, `X-Relay-*`) and hop-by-hop or framing
+    /// headers the HTTP client manages (`Connection`, `Keep-Alive`, `TE`, `Trailer`,
+    /// `Transfer-Encoding`, `Upgrade`, `Expect`, `Content-Encoding`, `Proxy-*`) are refused.
     pub headers: BTreeMap<String, String>,
     pub enabled: bool,
     /// Why the relay (or the tenant) disabled it.

@@ -46,7 +46,7 @@ impl SchemaError {
 /// Parses and validates a raw body. The bytes are not kept here: the caller stores them as
 /// received.
 pub fn parse_inbound(body: &[u8]) -> Result<Inbound, SchemaError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| SchemaError::InvalidJson(e.to_string()))?;
+    let value = parse_strict(body)?;
     let Value::Object(object) = value else {
         return Err(SchemaError::field("(root)", "must be a JSON object"));
     };
@@ -56,6 +56,86 @@ pub fn parse_inbound(body: &[u8]) -> Result<Inbound, SchemaError> {
         return Ok(Inbound::UrlVerification { challenge: challenge.to_owned() });
     }
     validate_envelope(&object).map(Inbound::Event)
+}
+
+/// Parses JSON refusing an object that holds the same key twice (at any depth): parsers differ on
+/// which value they keep, so a destination could read what the relay never validated.
+fn parse_strict(body: &[u8]) -> Result<Value, SchemaError> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = Strict.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    value.map_err(|e| match e.classify() {
+        // The only data error a JSON value can raise is ours.
+        serde_json::error::Category::Data => SchemaError::field("body", e.to_string()),
+        _ => SchemaError::InvalidJson(e.to_string()),
+    })
+}
+
+/// Builds a [`Value`], failing on a duplicate object key.
+struct Strict;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Strict)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(Strict)?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!("holds the key `{key}` twice")));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 fn validate_envelope(object: &Map<String, Value>) -> Result<Envelope, SchemaError> {
@@ -165,6 +245,19 @@ mod tests {
         let ok =
             format!(r#"{{"eventId":"{}","type":"a","timestamp":"2026-04-03T12:00:00Z"}}"#, "x".repeat(256));
         assert!(parse_inbound(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let twice = r#"{"eventId":"e","type":"bad type!","type":"ok","timestamp":"2026-04-03T12:00:00Z"}"#;
+        assert_eq!(field_of(twice), "body");
+        let nested = r#"{"eventId":"e","type":"a","timestamp":"2026-04-03T12:00:00Z","message":{"body":"x","body":"y"}}"#;
+        assert_eq!(field_of(nested), "body");
+        let in_array = r#"{"eventId":"e","type":"a","timestamp":"2026-04-03T12:00:00Z","l":[{"k":1,"k":2}]}"#;
+        assert_eq!(field_of(in_array), "body");
+        assert!(matches!(parse_inbound(b"{\"a\":1,}"), Err(SchemaError::InvalidJson(_))));
+        assert!(matches!(parse_inbound(b"{} trailing"), Err(SchemaError::InvalidJson(_))));
+        assert!(parse_inbound(GOOD.as_bytes()).is_ok());
     }
 
     #[test]

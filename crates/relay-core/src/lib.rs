@@ -9,11 +9,13 @@
 pub mod address;
 pub mod event;
 pub mod filter;
+pub mod headers;
 pub mod ids;
 pub mod plan;
 pub mod retry;
 pub mod secret;
 pub mod sign;
+pub mod text;
 pub mod verify;
 
 pub use ids::{AttemptId, DeliveryId, DestinationId, EventId, RejectionId, SourceId, TenantId};

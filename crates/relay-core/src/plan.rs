@@ -106,6 +106,11 @@ pub struct LimitOverrides {
 }
 
 impl Limits {
+    /// A destination's retry window (`window_seconds` as stored), capped by the plan: at least 1 s.
+    pub fn retry_window(&self, window_seconds: i64) -> u64 {
+        u64::try_from(window_seconds).unwrap_or(1).min(u64::from(self.retry_window_seconds)).max(1)
+    }
+
     pub fn with(mut self, o: &LimitOverrides) -> Limits {
         macro_rules! lay {
             ($($f:ident),*) => { $( if let Some(v) = o.$f { self.$f = v; } )* };

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc2822;
 
 /// A destination's retry policy, already capped by the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +57,8 @@ pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let date = OffsetDateTime::parse(value, &Rfc2822).ok()?;
+    // IMF-fixdate and the two obsolete forms HTTP still accepts (RFC 9110 §5.6.7).
+    let date = OffsetDateTime::from(httpdate::parse_http_date(value).ok()?);
     Some((date - now).try_into().unwrap_or(Duration::ZERO))
 }
 
@@ -111,6 +111,19 @@ mod tests {
             next_attempt_at(&POLICY, 1, parse_retry_after("99999999999999999999", now), 0.0, created, now),
             Some(now + Duration::from_secs(5))
         );
+    }
+
+    #[test]
+    fn retry_after_takes_every_http_date_form() {
+        let now = datetime!(1994-11-06 08:49:00 UTC);
+        let in_37s = Some(Duration::from_secs(37));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), in_37s);
+        assert_eq!(parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now), in_37s);
+        assert_eq!(parse_retry_after("Sun Nov  6 08:49:37 1994", now), in_37s);
+        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:48:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

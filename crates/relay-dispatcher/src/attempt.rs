@@ -22,7 +22,11 @@ use crate::request::{self, Outbound};
 const BODY_KEPT: usize = 4096;
 /// Read past the kept part up to this much, so a keep-alive connection stays reusable.
 const BODY_DRAINED: usize = 64 * 1024;
-const MAX_HEADERS: usize = 64;
+/// Most bytes of response header names and values kept per attempt.
+const HEADERS_KEPT: usize = 8 * 1024;
+/// Notes added to the kept headers when something was cut.
+pub(crate) const HEADERS_CUT: &str = "x-relay-headers-truncated";
+pub(crate) const BODY_CUT: &str = "x-relay-body-truncated";
 
 /// What one attempt did.
 #[derive(Debug, Clone)]
@@ -84,22 +88,10 @@ async fn read_response(mut response: reqwest::Response, report: &mut Report) {
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, OffsetDateTime::now_utc()));
-    let mut headers = serde_json::Map::new();
-    for (name, value) in response.headers().iter().take(MAX_HEADERS) {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        match headers.get_mut(name.as_str()) {
-            Some(serde_json::Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&value);
-            }
-            _ => {
-                headers.insert(name.as_str().to_owned(), serde_json::Value::String(value));
-            }
-        }
-    }
-    report.headers = Some(serde_json::Value::Object(headers));
+    let mut headers = kept_headers(response.headers());
     let mut kept = Vec::new();
     let mut read = 0usize;
+    let mut complete = false;
     while read < BODY_DRAINED {
         match response.chunk().await {
             Ok(Some(chunk)) => {
@@ -107,15 +99,53 @@ async fn read_response(mut response: reqwest::Response, report: &mut Report) {
                 kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 read += chunk.len();
             }
-            Ok(None) => break,
+            Ok(None) => {
+                complete = true;
+                break;
+            }
             Err(e) => {
                 report.error = Some(format!("reading the response body: {}", error_text(&e)));
                 break;
             }
         }
     }
+    if read > kept.len() {
+        let total = if complete { format!("{read} bytes") } else { format!("more than {read} bytes") };
+        headers.insert(BODY_CUT.into(), format!("kept the first {} of {total}", kept.len()).into());
+    }
+    report.headers = Some(serde_json::Value::Object(headers));
     // Postgres text cannot hold NUL.
     report.body = Some(String::from_utf8_lossy(&kept).replace('\0', "\u{fffd}"));
+}
+
+/// The response headers as stored: repeated names joined, NUL replaced (Postgres cannot store
+/// it), at most [`HEADERS_KEPT`] bytes; when some were cut, a note says how many were kept.
+fn kept_headers(headers: &reqwest::header::HeaderMap) -> serde_json::Map<String, serde_json::Value> {
+    let mut kept = serde_json::Map::new();
+    let mut bytes = 0;
+    let mut dropped = 0;
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).replace('\0', "\u{fffd}");
+        if bytes + name.as_str().len() + value.len() > HEADERS_KEPT {
+            dropped += 1;
+            continue;
+        }
+        bytes += name.as_str().len() + value.len();
+        match kept.get_mut(name.as_str()) {
+            Some(serde_json::Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                kept.insert(name.as_str().to_owned(), serde_json::Value::String(value));
+            }
+        }
+    }
+    if dropped > 0 {
+        let note = format!("kept {HEADERS_KEPT} bytes of headers; {dropped} header lines were cut");
+        kept.insert(HEADERS_CUT.into(), note.into());
+    }
+    kept
 }
 
 /// The contract's outcome for a failed request.

@@ -35,7 +35,6 @@ use crate::limits::Limiter;
 use crate::recorder::{self, RecorderConfig};
 use crate::shared::{Shared, Throttled};
 
-const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 /// How often the queue table is vacuumed (see `relay_store::dispatch::vacuum_queue`).
 const VACUUM_EVERY: Duration = Duration::from_secs(10);
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -121,11 +120,14 @@ impl Engine {
                     continue;
                 }
             };
-            if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+            if last_housekeeping.elapsed() >= self.shared.config.housekeeping_interval {
                 last_housekeeping = Instant::now();
                 self.max_in_flight.clear();
                 if let Err(e) = fail_deliveries_of_deleted_destinations(&self.shared.pool).await {
                     tracing::warn!(error = %e, "housekeeping of deleted destinations failed");
+                }
+                if let Err(e) = expire_disabled(&self.shared.pool).await {
+                    tracing::warn!(error = %e, "housekeeping of disabled destinations failed");
                 }
             }
             if more {
@@ -186,6 +188,22 @@ impl Engine {
         }
         tracing::info!("dispatcher stopped");
     }
+}
+
+/// Fails the deliveries of disabled destinations whose retry window is over (the window keeps
+/// running while a destination is disabled; see `relay_store::dispatch::expire_disabled`).
+async fn expire_disabled(pool: &PgPool) -> Result<(), relay_store::StoreError> {
+    for d in relay_store::dispatch::list_disabled_with_pending(pool).await? {
+        let row = &d.destination;
+        let window = d.limits.retry_window(i64::from(row.window_seconds));
+        let (tenant, id) =
+            (relay_core::TenantId::from_uuid(row.tenant_id), relay_core::DestinationId::from_uuid(row.id));
+        let n = relay_store::dispatch::expire_disabled(pool, tenant, id, window).await?;
+        if n > 0 {
+            tracing::info!(destination.id = %id, count = n, "deliveries of a disabled destination outlived their retry window");
+        }
+    }
+    Ok(())
 }
 
 /// Keeps the queue table vacuumed, for as long as the dispatcher runs.

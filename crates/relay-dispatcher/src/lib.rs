@@ -85,6 +85,9 @@ pub struct DispatcherConfig {
     pub unhealthy_after: Duration,
     /// How long shutdown waits for in-flight attempts before giving their leases back.
     pub shutdown_deadline: Duration,
+    /// How often deliveries that can no longer be attempted (deleted destinations, disabled ones
+    /// past their retry window) are failed.
+    pub housekeeping_interval: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -97,6 +100,7 @@ impl Default for DispatcherConfig {
             poll_interval: Duration::from_millis(500),
             unhealthy_after: Duration::from_secs(72 * 3600),
             shutdown_deadline: Duration::from_secs(10),
+            housekeeping_interval: Duration::from_secs(60),
         }
     }
 }

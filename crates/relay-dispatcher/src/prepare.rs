@@ -3,7 +3,7 @@
 //! retry policy capped by the tenant's plan.
 //!
 //! Invariant: custom headers can never set or override the relay's own headers, nor hop-by-hop
-//! or framing headers; a URL whose host the policy refuses is kept, but every attempt to it is
+//! or framing headers (`relay_core::headers`, the rule the admin API applies when they are saved); a URL whose host the policy refuses is kept, but every attempt to it is
 //! `blocked` without a request being sent.
 
 use std::time::Duration;
@@ -16,30 +16,6 @@ use relay_core::secret::{MasterKey, WebhookSecret};
 use relay_core::{DestinationId, TenantId};
 use relay_store::destinations::DestinationRow;
 use time::OffsetDateTime;
-
-/// Headers a destination's custom headers may not set (lower case).
-const RESERVED: &[&str] = &[
-    "content-type",
-    "content-length",
-    "content-encoding",
-    "transfer-encoding",
-    "user-agent",
-    "host",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "expect",
-    "proxy-authorization",
-    "proxy-connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "x-wap-event-id",
-    "x-wap-event-type",
-    "x-relay-attempt",
-];
 
 pub(crate) struct Prepared {
     pub id: DestinationId,
@@ -78,7 +54,7 @@ pub(crate) fn prepare(
         secrets.push(open_secret(key, previous)?);
     }
     let headers = row.custom_headers(key).map_err(|e| format!("custom headers: {e}"))?;
-    let window = u64::try_from(row.window_seconds).unwrap_or(1).min(u64::from(limits.retry_window_seconds));
+    let window = limits.retry_window(i64::from(row.window_seconds));
     Ok(Prepared {
         id: DestinationId::from_uuid(row.id),
         tenant_id: TenantId::from_uuid(row.tenant_id),
@@ -90,7 +66,7 @@ pub(crate) fn prepare(
         policy: RetryPolicy {
             initial_delay_ms: u64::try_from(row.initial_delay_ms).unwrap_or(5_000).max(1),
             max_delay_ms: u64::try_from(row.max_delay_ms).unwrap_or(3_600_000).max(1),
-            window_seconds: window.max(1),
+            window_seconds: window,
         },
         max_in_flight: u32::try_from(row.max_in_flight).unwrap_or(16).max(1),
         rate_per_second: row.rate_limit_per_second.and_then(|r| u32::try_from(r).ok()).filter(|&r| r > 0),
@@ -109,10 +85,11 @@ fn open_secret(key: &MasterKey, sealed: &[u8]) -> Result<WebhookSecret, String> 
 pub(crate) fn custom_headers<'a>(headers: impl Iterator<Item = (&'a String, &'a String)>) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
-        let Ok(name) = HeaderName::try_from(name.as_str()) else { continue };
-        if RESERVED.contains(&name.as_str()) || name.as_str().starts_with("proxy-") {
+        // Refused when the destination is saved; rows from before a rule changed are filtered here.
+        if relay_core::headers::custom_header_refusal(name).is_some() {
             continue;
         }
+        let Ok(name) = HeaderName::try_from(name.as_str()) else { continue };
         if let Ok(value) = HeaderValue::try_from(value.as_str()) {
             map.append(name, value);
         }

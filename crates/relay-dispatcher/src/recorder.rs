@@ -14,7 +14,9 @@
 //! Invariants: an outcome is applied only by the lease holder (checked by the statement, so
 //! concurrent batches are safe); a batch is retried while Postgres is unavailable, for at most
 //! `give_up_after` (past that the rows' leases have ended and the attempts will be made again: at
-//! least once). The writers end when the recorder is closed and the queue is written.
+//! least once); a batch refused for another reason is written one record at a time, so one bad
+//! record costs only its own outcome. The writers end when the recorder is closed and the queue
+//! is written.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -142,7 +144,37 @@ impl Writer {
     }
 }
 
+/// Writes one batch: retried while Postgres is unavailable (up to `give_up_after`); a batch that
+/// Postgres refuses for another reason (one bad record) is written again one record at a time, so
+/// one bad record never costs the others their outcomes.
 async fn write(pool: &PgPool, config: &RecorderConfig, batch: &[AttemptRecord]) {
+    match write_retrying(pool, config, batch).await {
+        Err(e) if batch.len() > 1 && !e.is_unavailable() => {
+            tracing::warn!(error = %e, count = batch.len(), "recording a batch failed; recording its attempts one by one");
+            for record in batch {
+                if let Err(e) = write_retrying(pool, config, std::slice::from_ref(record)).await {
+                    dropped(&e, 1);
+                }
+            }
+        }
+        Err(e) => dropped(&e, batch.len()),
+        Ok(()) => {}
+    }
+}
+
+fn dropped(e: &relay_store::StoreError, count: usize) {
+    tracing::error!(
+        error = %e,
+        count,
+        "attempt outcomes dropped; the deliveries will be attempted again when their lease ends"
+    );
+}
+
+async fn write_retrying(
+    pool: &PgPool,
+    config: &RecorderConfig,
+    batch: &[AttemptRecord],
+) -> Result<(), relay_store::StoreError> {
     let first_try = Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
@@ -159,21 +191,68 @@ async fn write(pool: &PgPool, config: &RecorderConfig, batch: &[AttemptRecord]) 
                 for (id, reason) in &recorded.disabled {
                     tracing::warn!(destination.id = %id, reason = %reason, "destination disabled");
                 }
-                return;
+                return Ok(());
             }
-            Err(e) if first_try.elapsed() < config.give_up_after => {
+            Err(e) if e.is_unavailable() && first_try.elapsed() < config.give_up_after => {
                 tracing::warn!(error = %e, count = batch.len(), "recording attempts failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
-            Err(e) => {
-                tracing::error!(
-                    error = %e,
-                    count = batch.len(),
-                    "attempt outcomes dropped; the deliveries will be attempted again when their lease ends"
-                );
-                return;
-            }
+            Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_core::{AttemptId, DeliveryId, DestinationId, TenantId};
+    use relay_store::dispatch::Trigger;
+    use relay_store::outcomes::{AttemptOutcome, NextState};
+
+    fn record(tenant: TenantId, body: &str) -> AttemptRecord {
+        AttemptRecord {
+            id: AttemptId::new(),
+            delivery_id: DeliveryId::new(),
+            tenant_id: tenant,
+            destination_id: DestinationId::new(),
+            lease_token: uuid::Uuid::now_v7(),
+            number: 1,
+            trigger: Trigger::Auto,
+            started_at: time::OffsetDateTime::now_utc(),
+            duration_ms: 1,
+            url: "https://example.com/".into(),
+            outcome: AttemptOutcome::Success,
+            status_code: Some(200),
+            response_headers: None,
+            response_body: Some(body.into()),
+            error: None,
+            next: NextState::Succeeded,
+            gone: false,
+            known_failing_since: Some(None),
+        }
+    }
+
+    #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+    async fn one_bad_record_costs_only_its_own_outcome(pool: PgPool) {
+        let config = RecorderConfig {
+            batch: 10,
+            unhealthy_after: Duration::from_secs(3600),
+            give_up_after: Duration::from_secs(5),
+        };
+        let (recorder, writers) = start(pool.clone(), config);
+        let tenant = TenantId::new();
+        // Postgres text cannot hold NUL: that record makes the batch statement fail.
+        for body in ["ok", "bad\0", "ok too"] {
+            assert!(recorder.send(record(tenant, body)).await.is_ok());
+        }
+        recorder.close();
+        writers.await.unwrap();
+        let bodies: Vec<String> =
+            sqlx::query_scalar("SELECT response_body FROM attempts ORDER BY response_body")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(bodies, ["ok", "ok too"]);
     }
 }

@@ -232,3 +232,31 @@ async fn a_redelivery_racing_the_retention_sweep_is_kept(pool: PgPool) {
         .unwrap();
     assert_eq!(kept, 1, "and so did its event");
 }
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_disabled_destinations_deliveries_fail_when_their_window_ends(pool: PgPool) {
+    let fx = Fixture::new(pool);
+    let receiver = Receiver::start().await;
+    let tenant = fx.tenant(None, None).await;
+    let spec =
+        DestinationSpec { enabled: false, window_seconds: 1, ..DestinationSpec::new(receiver.url("/hook")) };
+    let dest = fx.destination(tenant, spec).await;
+    fx.enqueue(&dest, &[b"{}".to_vec(), b"{}".to_vec()]).await;
+    let running = start(&fx, test_redis(), test_config());
+    wait_for("the deliveries to fail once their window is over", Duration::from_secs(10), || async {
+        fx.count_status(&dest, "failed").await == 2
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(receiver.count(), 0, "a disabled destination is never attempted");
+    let errors: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT last_error FROM deliveries WHERE destination_id = $1")
+            .bind(dest.id.uuid())
+            .fetch_all(&fx.pool)
+            .await
+            .unwrap();
+    assert!(errors.iter().all(|e| e.as_deref().is_some_and(|e| e.contains("disabled"))), "{errors:?}");
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM delivery_queue").fetch_one(&fx.pool).await.unwrap();
+    assert_eq!(queued, 0, "nothing counts toward the backlog any more");
+}

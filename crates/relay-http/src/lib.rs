@@ -138,12 +138,43 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// `axum::Json` whose rejections are problems: 415 without a JSON content type, 400
-/// `invalid_json` for bad syntax, 400 `invalid_request` (naming the field) for the wrong shape or
-/// an unknown field.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(Json), rejection(ApiError))]
+/// A JSON body whose rejections are problems: 415 without a JSON content type, 400
+/// `invalid_json` for bad syntax, 422 `validation_error` for text that cannot be stored (naming
+/// its JSON pointer, see `relay_core::text`), 400 `invalid_request` (naming the field) for the
+/// wrong shape or an unknown field.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        if let Some(at) = relay_core::text::first_unstorable(&value) {
+            return Err(ApiError::validation(format!("{at} must not contain U+0000")));
+        }
+        serde_path_to_error::deserialize(value).map(ApiJson).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let detail = if path == "." { inner.to_string() } else { format!("{path}: {inner}") };
+            ApiError::bad_request("invalid_request", detail)
+        })
+    }
+}
+
+/// Refuses a query string that carries text which cannot be stored (U+0000), naming the
+/// parameter: 400 `invalid_query`. Query extractors call it before parsing.
+pub fn check_query(query: Option<&str>) -> Result<(), ApiError> {
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if !relay_core::text::is_storable(&name) || !relay_core::text::is_storable(&value) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("query parameter `{}` must not contain U+0000", name.replace('\0', "\\u0000")),
+            ));
+        }
+    }
+    Ok(())
+}
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
@@ -165,4 +196,60 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         Json(self.0).into_response()
     }
+}
+
+/// The problem code for an error status that no handler described (a framework rejection, an
+/// unmatched route, a timeout).
+fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "validation_error",
+        429 => "too_many_requests",
+        503 => "unavailable",
+        500..=599 => "internal",
+        _ => "error",
+    }
+}
+
+/// Response middleware (the outermost layer of the server): every error the relay answers is
+/// problem+json with a `code`, including those no handler wrote (an unmatched route, a method the
+/// route does not take, a path that is not valid UTF-8, a request timeout, a panic). A plain-text
+/// body becomes the `detail` (5xx bodies are never passed on); `Retry-After` and `Allow` stay.
+pub async fn problem_responses(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = if status.is_client_error() {
+        axum::body::to_bytes(body, 4096).await.ok().and_then(|b| String::from_utf8(b.to_vec()).ok())
+    } else {
+        None
+    };
+    let detail =
+        text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).or_else(|| match status.as_u16() {
+            404 => Some("no such route".to_owned()),
+            405 => Some("this route does not take that method".to_owned()),
+            408 => Some("the request took too long".to_owned()),
+            _ => None,
+        });
+    let error = ApiError { status, code: code_for(status), detail, retry_after: None, cause: None };
+    let mut out = error.into_response();
+    for name in [header::RETRY_AFTER, header::ALLOW] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }

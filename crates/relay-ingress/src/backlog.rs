@@ -1,89 +1,153 @@
-//! A per-process cache of each tenant's backlog (pending deliveries), counted only up to the
-//! plan's cap. The cap is a protection limit, so a slightly stale count is fine: it holds to
-//! within about one refresh interval of ingest.
+//! The backlog cap (CONTRACT §3: 429 `backlog_full` once a tenant's undelivered deliveries reach
+//! its plan's cap), held exactly within a process and to within one refresh across a fleet.
 //!
-//! Invariant: at most one count per tenant is in flight in this process; concurrent requests
-//! use the last known count meanwhile. A count that takes long (a backlog of millions) is
-//! repeated less often: never more than a tenth of the time is spent counting.
+//! Each tenant's backlog is counted in Postgres (up to the cap), then kept current in memory:
+//! what this process stores is added as soon as it is stored, and what requests in progress
+//! would add is reserved before they are let through, so concurrent requests cannot all pass on
+//! the same count. One background task counts every recently active tenant in one statement
+//! each refresh interval (stretched when counting is slow, a backlog of millions), which brings
+//! in what other processes stored and what was delivered.
+//!
+//! Invariant: no state a request leaves behind depends on it finishing: a request dropped half
+//! way (client gone, timeout) releases its reservation on drop, and nothing it started can keep
+//! the counts from being refreshed.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use relay_core::TenantId;
 use relay_store::{PgPool, StoreError, deliveries};
 
+/// A tenant not seen for this long is no longer counted.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
 struct Entry {
-    count: i64,
-    counted_at: Option<Instant>,
-    cost: Duration,
-    refreshing: bool,
+    cap: i64,
+    /// The last count from Postgres, and what this process stored since it was taken.
+    counted: i64,
+    added: i64,
+    /// What requests in progress would add.
+    reserved: i64,
+    seen_at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<TenantId, Entry>,
 }
 
 pub struct BacklogCache {
-    refresh: Duration,
-    entries: Mutex<HashMap<TenantId, Entry>>,
+    state: Mutex<State>,
 }
 
-enum Step {
-    Known(i64),
-    Count,
+/// A request's place under the cap; its reservation ends when it is dropped.
+pub struct Admission {
+    cache: Arc<BacklogCache>,
+    tenant: TenantId,
+    reserved: i64,
+}
+
+impl Admission {
+    /// The request stored `n` deliveries: they count from now until the next refresh sees them.
+    pub fn stored(self, n: usize) {
+        let mut state = self.cache.lock();
+        if let Some(e) = state.entries.get_mut(&self.tenant) {
+            e.added += n as i64;
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut state = self.cache.lock();
+        if let Some(e) = state.entries.get_mut(&self.tenant) {
+            e.reserved -= self.reserved;
+        }
+    }
 }
 
 impl BacklogCache {
-    pub fn new(refresh: Duration) -> Self {
-        Self { refresh, entries: Mutex::new(HashMap::new()) }
+    /// A cache whose counts are refreshed every `refresh` by a task on the current runtime.
+    pub fn start(pool: PgPool, refresh: Duration) -> Arc<Self> {
+        let cache = Arc::new(Self { state: Mutex::default() });
+        tokio::spawn(refresh_forever(Arc::downgrade(&cache), pool, refresh));
+        cache
     }
 
-    /// Whether the tenant's backlog has reached `cap`.
-    pub async fn is_full(&self, pool: &PgPool, tenant: TenantId, cap: u64) -> Result<bool, StoreError> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lets a request that would add `n` deliveries through while the tenant's backlog stays
+    /// within `cap`; `None` when it is full.
+    pub async fn admit(
+        self: &Arc<Self>,
+        pool: &PgPool,
+        tenant: TenantId,
+        cap: u64,
+        n: usize,
+    ) -> Result<Option<Admission>, StoreError> {
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-        let count = match self.next_step(tenant) {
-            Step::Known(count) => count,
-            Step::Count => {
-                let started = Instant::now();
-                let counted = deliveries::count_backlog(pool, tenant, cap).await;
-                self.finish(tenant, counted.as_ref().ok().copied(), started.elapsed());
-                counted?
-            }
-        };
-        Ok(count >= cap)
+        let known = self.lock().entries.contains_key(&tenant);
+        if !known {
+            // First sight of the tenant: count now (concurrent first requests each count; the
+            // last count wins, and the refresh corrects it within an interval).
+            let counted = deliveries::count_backlog(pool, tenant, cap).await?;
+            let mut state = self.lock();
+            let entry = state.entries.entry(tenant).or_insert(Entry {
+                cap,
+                counted,
+                added: 0,
+                reserved: 0,
+                seen_at: Instant::now(),
+            });
+            entry.counted = counted;
+        }
+        let mut state = self.lock();
+        let Some(entry) = state.entries.get_mut(&tenant) else { return Ok(None) };
+        entry.cap = cap;
+        entry.seen_at = Instant::now();
+        let n = n as i64;
+        if entry.counted + entry.added + entry.reserved + n.max(1) > cap {
+            return Ok(None);
+        }
+        entry.reserved += n;
+        Ok(Some(Admission { cache: self.clone(), tenant, reserved: n }))
     }
+}
 
-    fn next_step(&self, tenant: TenantId) -> Step {
-        let mut entries = self.entries.lock().expect("backlog cache lock");
-        if entries.len() > 100_000 {
-            entries.retain(|_, e| e.refreshing);
-        }
-        let entry = entries.entry(tenant).or_insert(Entry {
-            count: 0,
-            counted_at: None,
-            cost: Duration::ZERO,
-            refreshing: false,
-        });
-        // Only a slow count (a huge backlog) stretches the interval.
-        let max_age = if entry.cost > Duration::from_millis(50) {
-            self.refresh.max(entry.cost * 10)
-        } else {
-            self.refresh
+/// Counts every tenant seen recently, in one statement, every `refresh` (or ten times the cost of
+/// the last count, when that is longer), until the cache is gone.
+async fn refresh_forever(cache: std::sync::Weak<BacklogCache>, pool: PgPool, refresh: Duration) {
+    let mut pause = refresh;
+    loop {
+        tokio::time::sleep(pause.max(Duration::from_millis(10))).await;
+        let Some(cache) = cache.upgrade() else { return };
+        let wanted: Vec<(TenantId, i64, i64)> = {
+            let mut state = cache.lock();
+            state.entries.retain(|_, e| e.seen_at.elapsed() < FORGET_AFTER || e.reserved > 0);
+            state.entries.iter().map(|(t, e)| (*t, e.cap, e.added)).collect()
         };
-        let fresh = entry.counted_at.is_some_and(|at| at.elapsed() < max_age);
-        if fresh || (entry.refreshing && entry.counted_at.is_some()) {
-            return Step::Known(entry.count);
+        if wanted.is_empty() {
+            pause = refresh;
+            continue;
         }
-        entry.refreshing = true;
-        Step::Count
-    }
-
-    fn finish(&self, tenant: TenantId, count: Option<i64>, cost: Duration) {
-        let mut entries = self.entries.lock().expect("backlog cache lock");
-        if let Some(entry) = entries.get_mut(&tenant) {
-            entry.refreshing = false;
-            if let Some(count) = count {
-                entry.count = count;
-                entry.counted_at = Some(Instant::now());
-                entry.cost = cost;
+        let started = Instant::now();
+        let caps: Vec<(TenantId, i64)> = wanted.iter().map(|(t, cap, _)| (*t, *cap)).collect();
+        match deliveries::count_backlogs(&pool, &caps).await {
+            Ok(counts) => {
+                let mut state = cache.lock();
+                for ((tenant, _, added_before), counted) in wanted.iter().zip(counts) {
+                    if let Some(e) = state.entries.get_mut(tenant) {
+                        // What was added before the count is in it; what came after is not.
+                        e.counted = counted;
+                        e.added -= added_before;
+                    }
+                }
             }
+            Err(e) => tracing::warn!(error = %e, "counting backlogs failed; using the last counts"),
         }
+        pause = refresh.max(started.elapsed() * 10);
     }
 }

@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use relay_core::TenantId;
 use relay_store::destinations::FanoutDestination;
-use relay_store::events::NewEvent;
 
 use crate::IngressState;
 
 /// The longest an event waits for room.
-const MAX_WAIT: Duration = Duration::from_millis(25);
+const MAX_WAIT: Duration = Duration::from_millis(75);
 /// Events of one tenant that may wait at once.
 const MAX_WAITING: u32 = 32;
 
@@ -62,30 +61,25 @@ impl Drop for Place<'_> {
     }
 }
 
-pub(crate) async fn wait_for_room(state: &IngressState, event: &NewEvent) -> Result<(), Outpaced> {
+/// Waits for room for an event of `tenant` fanning out to `matching` (see the module docs).
+pub(crate) async fn wait_for_room(
+    state: &IngressState,
+    tenant: TenantId,
+    matching: &[&FanoutDestination],
+) -> Result<(), Outpaced> {
     let inner = &state.inner;
     let Some(handoff) = &inner.handoff else { return Ok(()) };
-    let Ok(fanout) = inner.cache.fanout(&inner.pool, &[event.tenant_id]).await else { return Ok(()) };
-    let key = event.key();
-    let matching: Vec<&FanoutDestination> = fanout
-        .get(&event.tenant_id)
-        .into_iter()
-        .flat_map(|v| v.iter())
-        .filter(|d| d.filter.matches(&key))
-        .collect();
-    if matching.is_empty() || handoff.has_room(event.tenant_id, &matching) {
+    if matching.is_empty() || handoff.has_room(tenant, matching) {
         return Ok(());
     }
-    let _place = inner.waiting.enter(event.tenant_id).ok_or(Outpaced)?;
+    let _place = inner.waiting.enter(tenant).ok_or(Outpaced)?;
     metrics::counter!("relay_ingest_backpressure_waits_total").increment(1);
     let deadline = tokio::time::Instant::now() + MAX_WAIT;
     loop {
         let eased = handoff.eased().notified();
         tokio::pin!(eased);
         eased.as_mut().enable();
-        if handoff.has_room(event.tenant_id, &matching)
-            || tokio::time::timeout_at(deadline, eased).await.is_err()
-        {
+        if handoff.has_room(tenant, matching) || tokio::time::timeout_at(deadline, eased).await.is_err() {
             return Ok(());
         }
     }

@@ -16,6 +16,7 @@ use relay_core::event::{Inbound, SchemaError, parse_inbound};
 use relay_core::secret::Secret;
 use relay_core::verify;
 use relay_http::ApiError;
+use relay_store::destinations::FanoutDestination;
 use relay_store::events::NewEvent;
 use relay_store::rejections::BODY_PREFIX_BYTES;
 use relay_store::sources::IngestSource;
@@ -160,22 +161,35 @@ async fn accept(
             "the tenant's plan does not include webhooks",
         ));
     }
-    let full = state.inner.backlog.is_full(&state.inner.pool, source.tenant(), limits.backlog).await;
-    if full.map_err(|e| store_error(&e))? {
+    let tenant = source.tenant();
+    let pool = &state.inner.pool;
+    let fanout = state.inner.cache.fanout(pool, &[tenant]).await.map_err(|e| store_error(&e))?;
+    let key = relay_core::filter::EventKey {
+        source_id: source.source_id(),
+        event_type: &envelope.event_type,
+        device_id: envelope.device_id.as_deref(),
+    };
+    let matching: Vec<&FanoutDestination> =
+        fanout.get(&tenant).into_iter().flat_map(|v| v.iter()).filter(|d| d.filter.matches(&key)).collect();
+    let admission = state.inner.backlog.admit(pool, tenant, limits.backlog, matching.len()).await;
+    let Some(admission) = admission.map_err(|e| store_error(&e))? else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "backlog_full",
             "the tenant's backlog of undelivered deliveries is at its plan's cap; retry later",
         )
         .with_retry_after(BACKLOG_RETRY_AFTER_SECONDS));
-    }
+    };
 
     if state.inner.redis.seen_event(source.source_id(), &envelope.wap_event_id).await == Some(true) {
         return Ok(answer(Stored::Duplicate));
     }
+    crate::backpressure::wait_for_room(state, tenant, &matching)
+        .await
+        .map_err(|_| overloaded("deliveries"))?;
     let event = NewEvent {
         id: relay_core::EventId::new(),
-        tenant_id: source.tenant(),
+        tenant_id: tenant,
         source_id: source.source_id(),
         wap_event_id: envelope.wap_event_id,
         event_type: envelope.event_type,
@@ -184,11 +198,13 @@ async fn accept(
         body,
     };
     let ttl = Duration::from_secs(u64::from(limits.retention_days.max(1)) * 86_400);
-    crate::backpressure::wait_for_room(state, &event).await.map_err(|_| overloaded("deliveries"))?;
     let stored = state.inner.writer.store(event, ttl).await.map_err(|refused| match refused {
         Refused::Overloaded => overloaded("write"),
         Refused::Store(e) => store_error(&e),
     })?;
+    if let Stored::New { deliveries } = stored {
+        admission.stored(deliveries);
+    }
     Ok(answer(stored))
 }
 

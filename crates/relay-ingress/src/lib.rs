@@ -61,7 +61,7 @@ struct Inner {
     master_key: MasterKey,
     config: IngressConfig,
     writer: Writer,
-    backlog: backlog::BacklogCache,
+    backlog: Arc<backlog::BacklogCache>,
     cache: Arc<source_cache::ConfigCache>,
     handoff: Option<Arc<dyn Handoff>>,
     waiting: backpressure::Waiting,
@@ -86,7 +86,7 @@ impl IngressState {
         tokio::spawn(cache.clone().watch(pool.clone()));
         let writer =
             Writer::start(pool.clone(), redis.clone(), config.writer.clone(), cache.clone(), handoff.clone());
-        let backlog = backlog::BacklogCache::new(config.backlog_refresh);
+        let backlog = backlog::BacklogCache::start(pool.clone(), config.backlog_refresh);
         let waiting = backpressure::Waiting::default();
         let inner = Inner { pool, redis, master_key, config, writer, backlog, cache, handoff, waiting };
         Self { inner: Arc::new(inner) }

@@ -13,21 +13,25 @@ use crate::IngressState;
 
 const MAX_HEADER_VALUE: usize = 512;
 
-fn is_sensitive(name: &str) -> bool {
-    matches!(name, "authorization" | "proxy-authorization" | "cookie" | "set-cookie")
-        || ["token", "secret", "password", "api-key", "apikey", "session"].iter().any(|w| name.contains(w))
-}
+/// Most bytes of header names and values kept per rejection.
+const MAX_HEADER_BYTES: usize = 8 * 1024;
 
+/// The headers worth keeping: never a credential (`relay_core::headers::is_credential`, the rule
+/// destinations use too), each value cut at 512 characters, at most 8 KiB in all.
 pub fn safe_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
-    headers
-        .iter()
-        .filter(|(name, _)| !is_sensitive(name.as_str()))
-        .map(|(name, value)| {
-            let text = String::from_utf8_lossy(value.as_bytes());
-            let text: String = text.chars().take(MAX_HEADER_VALUE).collect();
-            (name.as_str().to_owned(), text)
-        })
-        .collect()
+    let mut kept = BTreeMap::new();
+    let mut bytes = 0;
+    for (name, value) in headers.iter().filter(|(name, _)| !relay_core::headers::is_credential(name.as_str()))
+    {
+        let text = String::from_utf8_lossy(value.as_bytes()).replace('\0', "\u{fffd}");
+        let text: String = text.chars().take(MAX_HEADER_VALUE).collect();
+        bytes += name.as_str().len() + text.len();
+        if bytes > MAX_HEADER_BYTES {
+            break;
+        }
+        kept.insert(name.as_str().to_owned(), text);
+    }
+    kept
 }
 
 /// Records a refusal for `source`, best effort: a failure to record is logged, and the client
@@ -65,9 +69,13 @@ mod tests {
         h.insert("cookie", "a=b".parse().unwrap());
         h.insert("x-api-key", "k".parse().unwrap());
         h.insert("x-auth-token", "t".parse().unwrap());
+        h.insert("x-webhook-key", "k".parse().unwrap());
+        h.insert("x-auth", "a".parse().unwrap());
+        h.insert("set-cookie", "a=b".parse().unwrap());
         h.insert("content-type", "application/json".parse().unwrap());
         h.insert("x-wap-signature", "sha256=00".parse().unwrap());
         let kept = safe_headers(&h);
-        assert_eq!(kept.keys().collect::<Vec<_>>(), ["content-type", "x-wap-signature"]);
+        // X-Wap-Signature has "signature" in its name: as for destinations, it is not kept.
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["content-type"]);
     }
 }

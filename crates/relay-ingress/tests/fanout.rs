@@ -111,6 +111,6 @@ async fn many_distinct_concurrent_events_are_all_stored(pool: PgPool) {
             h.post_signed(source, &event(&format!("evt_{i}"))).await.status().as_u16()
         }))
         .await;
-    assert!(statuses.iter().all(|s| *s == 200));
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!((h.events(tenant).await, h.deliveries(tenant).await), (300, 600));
 }

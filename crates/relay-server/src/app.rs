@@ -128,9 +128,11 @@ pub fn router(deps: &Deps, settings: &Settings, handoff: Option<Arc<dyn Handoff>
     if settings.roles.admin {
         app = app.merge(relay_admin::router(admin_state(deps, settings)));
     }
-    app.layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+    app.fallback(|| async { relay_http::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::map_response(relay_http::problem_responses))
 }
 
 pub fn admin_state(deps: &Deps, settings: &Settings) -> relay_admin::AdminState {

@@ -66,6 +66,22 @@ pub async fn count_backlog(db: impl PgExecutor<'_>, tenant: TenantId, cap: i64) 
     Ok(n)
 }
 
+/// Each tenant's pending deliveries, counted up to its cap, in one statement (one result per
+/// input, in order).
+pub async fn count_backlogs(db: impl PgExecutor<'_>, caps: &[(TenantId, i64)]) -> Result<Vec<i64>> {
+    let tenants: Vec<Uuid> = caps.iter().map(|(t, _)| t.uuid()).collect();
+    let limits: Vec<i64> = caps.iter().map(|(_, c)| *c).collect();
+    let counts: Vec<i64> = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM delivery_queue q WHERE q.tenant_id = t.id LIMIT t.cap) x) \
+         FROM UNNEST($1::uuid[], $2::bigint[]) WITH ORDINALITY AS t(id, cap, n) ORDER BY t.n",
+    )
+    .bind(tenants)
+    .bind(limits)
+    .fetch_all(db)
+    .await?;
+    Ok(counts)
+}
+
 /// A delivery as the admin API shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {

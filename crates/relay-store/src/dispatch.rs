@@ -327,3 +327,45 @@ pub async fn vacuum_queue(db: impl PgExecutor<'_>) -> Result<()> {
     sqlx::query("VACUUM (SKIP_LOCKED) delivery_queue").execute(db).await?;
     Ok(())
 }
+
+/// The disabled (not deleted) destinations that still have pending deliveries, with their
+/// tenant's limits (for the retry window): the housekeeping expires what has outlived it.
+pub async fn list_disabled_with_pending(db: impl PgExecutor<'_>) -> Result<Vec<DueDestination>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {DESTINATION_COLUMNS}, 0::bigint AS due, te.plan AS tenant_plan, te.limits AS tenant_limits \
+         FROM destinations JOIN (SELECT id AS te_id, plan, limits FROM tenants) te \
+           ON te.te_id = destinations.tenant_id \
+         WHERE NOT destinations.enabled AND destinations.deleted_at IS NULL \
+           AND EXISTS (SELECT 1 FROM delivery_queue q WHERE q.destination_id = destinations.id)"
+    ));
+    let rows: Vec<DueRow> = sqlx::query_as(sql).fetch_all(db).await?;
+    rows.into_iter().map(due_destination).collect()
+}
+
+/// Fails the pending deliveries of a disabled destination whose retry window (`window_seconds`,
+/// counted from ingest or the last redelivery) is over: the window keeps running while a
+/// destination is disabled. They can be replayed like any failed delivery. Rows leased to an
+/// attempt in flight are left to it.
+pub async fn expire_disabled(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    destination: DestinationId,
+    window_seconds: u64,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "WITH q AS (DELETE FROM delivery_queue q WHERE q.tenant_id = $1 AND q.destination_id = $2 \
+             AND (q.lease_token IS NULL OR q.due_at < now()) \
+             AND q.window_started_at + $3 * interval '1 second' <= now() \
+             AND EXISTS (SELECT 1 FROM destinations ds WHERE ds.id = $2 AND NOT ds.enabled) \
+             RETURNING q.tenant_id, q.delivery_id) \
+         UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, completed_at = now(), \
+           last_error = 'the retry window ended while the destination was disabled' \
+         FROM q WHERE d.tenant_id = q.tenant_id AND d.id = q.delivery_id",
+    )
+    .bind(tenant.uuid())
+    .bind(destination.uuid())
+    .bind(i64::try_from(window_seconds).unwrap_or(i64::MAX))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -21,20 +21,6 @@ const MAX_HEADERS: usize = 20;
 const MAX_DELAY_MS: i64 = 86_400_000;
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Headers the relay sets on every delivery; a destination's custom headers cannot replace them.
-const RESERVED_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "host",
-    "user-agent",
-    "transfer-encoding",
-    "connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-];
-const RESERVED_PREFIXES: &[&str] = &["x-wap-", "x-relay-"];
-
 fn refused(e: AddressError) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -43,8 +29,11 @@ fn refused(e: AddressError) -> ApiError {
     )
 }
 
-/// Parses and judges a destination URL; returns it normalised. A host name is resolved now and
-/// refused if any of its addresses is not allowed (the dispatcher judges again at every attempt).
+/// Parses and judges a destination URL; returns it normalised. An IP-literal host is judged as
+/// is; a host name is resolved now and refused if any of its addresses is not allowed, without
+/// saying which (that would map internal DNS for whoever asks). A name that does not resolve
+/// (yet) is accepted: every attempt judges the address it connects to, and fails with
+/// `connect_error` until the name resolves.
 pub(crate) async fn check_url(state: &AdminState, raw: &str) -> Result<String, ApiError> {
     if raw.len() > 2048 {
         return Err(ApiError::validation("url: must be at most 2048 characters"));
@@ -54,18 +43,20 @@ pub(crate) async fn check_url(state: &AdminState, raw: &str) -> Result<String, A
     address::check_destination(&dest, allow_private).map_err(refused)?;
     if let DestinationHost::Name(name) = &dest.host {
         let port = dest.url.port_or_known_default().unwrap_or(443);
-        let unresolvable = || ApiError::validation(format!("url: the host name `{name}` does not resolve"));
-        let addrs = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), port)))
-            .await
-            .map_err(|_| unresolvable())?
-            .map_err(|_| unresolvable())?;
-        let mut any = false;
-        for addr in addrs {
-            any = true;
-            address::check_ip(addr.ip(), allow_private).map_err(refused)?;
-        }
-        if !any {
-            return Err(unresolvable());
+        let resolved =
+            tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), port))).await;
+        if let Ok(Ok(addrs)) = resolved {
+            for addr in addrs {
+                if address::check_ip(addr.ip(), allow_private).is_err() {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                        "destination_not_allowed",
+                        format!(
+                            "url: the host name `{name}` resolves to an address destinations may not use"
+                        ),
+                    ));
+                }
+            }
         }
     }
     Ok(dest.url.to_string())
@@ -89,18 +80,9 @@ pub(crate) fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), Ap
     if headers.len() > MAX_HEADERS {
         return Err(ApiError::validation(format!("headers: at most {MAX_HEADERS} headers")));
     }
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     for (name, value) in headers {
-        if name.is_empty() || name.len() > 128 || !name.bytes().all(token) {
-            return Err(ApiError::validation(format!("headers.{name}: not a valid header name")));
-        }
-        let lower = name.to_ascii_lowercase();
-        if RESERVED_HEADERS.contains(&lower.as_str())
-            || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
-        {
-            return Err(ApiError::validation(format!(
-                "headers.{name}: set by the relay; cannot be overridden"
-            )));
+        if let Some(reason) = relay_core::headers::custom_header_refusal(name) {
+            return Err(ApiError::validation(format!("headers.{name}: {reason}")));
         }
         if value.starts_with('…') {
             return Err(ApiError::validation(format!(

@@ -5,6 +5,7 @@
 mod access;
 mod auth;
 mod destinations;
+mod hardening;
 mod logs;
 mod openapi;
 mod perf;

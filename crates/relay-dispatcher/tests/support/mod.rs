@@ -181,6 +181,7 @@ pub fn test_config() -> DispatcherConfig {
         poll_interval: Duration::from_millis(100),
         unhealthy_after: Duration::from_secs(72 * 3600),
         shutdown_deadline: Duration::from_secs(2),
+        housekeeping_interval: Duration::from_millis(200),
     }
 }
 

@@ -32,8 +32,15 @@ pub fn redis_at(url: &str) -> Redis {
 }
 
 impl Harness {
+    /// The ingress with its defaults, except that it never sheds load: tests share a busy
+    /// machine, and shedding has a test of its own (`overload.rs`).
     pub async fn start(pool: PgPool) -> Harness {
-        Self::start_with(pool, redis_at("redis://127.0.0.1:6379"), IngressConfig::default()).await
+        let writer = relay_ingress::WriterConfig {
+            max_wait: std::time::Duration::from_secs(30),
+            ..Default::default()
+        };
+        let config = IngressConfig { writer, ..IngressConfig::default() };
+        Self::start_with(pool, redis_at("redis://127.0.0.1:6379"), config).await
     }
 
     pub async fn start_with(pool: PgPool, redis: Redis, config: IngressConfig) -> Harness {

@@ -11,17 +11,7 @@ use std::collections::BTreeMap;
 
 use relay_core::secret::{MasterKey, Secret, SecretError};
 
-/// Header names compared in full, lower case.
-const CREDENTIAL_NAMES: &[&str] = &["authorization", "proxy-authorization", "cookie"];
-/// A header whose lower-case name contains one of these carries a credential.
-const CREDENTIAL_PARTS: &[&str] = &["token", "secret", "key", "auth", "password", "signature", "session"];
-
-/// Whether a header's value is a credential (case-insensitive on the name). Errs on the side of
-/// secrecy: `X-Monkey` counts too, which only hides its value in the admin API.
-pub fn is_credential(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    CREDENTIAL_NAMES.contains(&lower.as_str()) || CREDENTIAL_PARTS.iter().any(|part| lower.contains(part))
-}
+pub use relay_core::headers::is_credential;
 
 /// Custom headers as they are stored.
 #[derive(Clone, Default, PartialEq, Eq)]

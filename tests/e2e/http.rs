@@ -1,0 +1,57 @@
+//! The HTTP surface as a whole (the server's router and listener): every error the relay writes is
+//! problem+json with a `code`, whoever produced it, and the listener's own protections (the
+//! header-read timeout, the connection bound, the declared body size) answer before work is done.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+async fn problem(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+) -> (u16, String, serde_json::Value) {
+    let r = client.request(method, url).bearer_auth(token).send().await.unwrap();
+    let status = r.status().as_u16();
+    let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+    (status, kind, r.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn every_error_is_problem_json_with_a_code() {
+    let app = App::start().await;
+    let t = app.tenant_with_source("growth").await;
+    let base = &app.base;
+    let cases = [
+        (reqwest::Method::POST, format!("{}/", t.ingest_url), 404, "not_found"),
+        (reqwest::Method::GET, format!("{base}//v1/sources"), 404, "not_found"),
+        (reqwest::Method::GET, format!("{base}/nothing/here"), 404, "not_found"),
+        (reqwest::Method::PUT, t.ingest_url.clone(), 405, "method_not_allowed"),
+        (reqwest::Method::DELETE, t.ingest_url.clone(), 405, "method_not_allowed"),
+        (reqwest::Method::POST, format!("{base}/v1/ingest/%ff%fe"), 400, "invalid_request"),
+        (reqwest::Method::GET, format!("{base}/v1/sources/%ff"), 400, "invalid_request"),
+    ];
+    for (method, url, status, code) in cases {
+        let (got, kind, body) = problem(&app.client, method.clone(), &url, &t.token).await;
+        assert_eq!((got, kind.as_str()), (status, "application/problem+json"), "{method} {url}: {body}");
+        assert_eq!(body["code"], code, "{method} {url}: {body}");
+        assert_eq!(body["status"], status);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_cut_off() {
+    let app = App::start().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // The headers never end: the listener closes the connection within its header timeout.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was still open after 30 s");
+    app.stop().await;
+}
