@@ -49,8 +49,14 @@ ALTER TABLE delivery_queue SET (autovacuum_vacuum_scale_factor = 0, autovacuum_v
 INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, lease_token,
                             "trigger", started, window_started_at, attempts_before_window)
 SELECT tenant_id, id, destination_id, event_id, COALESCE(next_attempt_at, now()), lease_token,
-       next_trigger, attempts, COALESCE(window_started_at, created_at), attempts_before_window
+       next_trigger, attempts + (lease_token IS NOT NULL)::int, COALESCE(window_started_at, created_at),
+       attempts_before_window
 FROM deliveries WHERE status = 'pending';
+
+-- Attempts started, as the queue row counted them when the delivery left the queue: a delivery
+-- queued again (redelivery, replay) goes on from the larger of this and `attempts`, so an
+-- X-Relay-Attempt number is never sent twice, even when an attempt's outcome was lost.
+ALTER TABLE deliveries ADD COLUMN attempts_started integer NOT NULL DEFAULT 0;
 
 DROP INDEX IF EXISTS deliveries_destination_due;
 DROP INDEX IF EXISTS deliveries_tenant_pending;

@@ -173,7 +173,13 @@ impl Engine {
             .in_flight
             .take_leases()
             .into_iter()
-            .map(|(id, tenant_id, lease_token)| Release { tenant_id, id, lease_token, at: None })
+            .map(|(id, tenant_id, lease_token)| Release {
+                tenant_id,
+                id,
+                lease_token,
+                at: None,
+                attempted: true,
+            })
             .collect();
         if !leftover.is_empty() {
             match release_leases(&shared.pool, &leftover).await {

@@ -27,7 +27,7 @@ use crate::request::Outbound;
 pub(crate) struct InFlight {
     pub permits: Arc<Semaphore>,
     counts: Mutex<HashMap<DestinationId, u32>>,
-    leases: Mutex<HashMap<DeliveryId, (TenantId, Uuid)>>,
+    leases: Mutex<HashMap<(DeliveryId, Uuid), TenantId>>,
     /// Signalled whenever an attempt ends and frees capacity: one for the rounds, one for the lane.
     pub freed: Notify,
     pub freed_lane: Notify,
@@ -63,7 +63,7 @@ impl InFlight {
 
     /// The leases whose attempts never finished (called once the tasks are gone).
     pub fn take_leases(&self) -> Vec<(DeliveryId, TenantId, Uuid)> {
-        lock(&self.leases).drain().map(|(id, (tenant, lease))| (id, tenant, lease)).collect()
+        lock(&self.leases).drain().map(|((id, lease), tenant)| (id, tenant, lease)).collect()
     }
 
     /// Counts an attempt as started (before its task is spawned, so the next round sees it).
@@ -76,7 +76,7 @@ impl InFlight {
         permit: OwnedSemaphorePermit,
     ) -> Slot {
         *lock(&self.counts).entry(destination).or_insert(0) += 1;
-        lock(&self.leases).insert(delivery, (tenant, lease));
+        lock(&self.leases).insert((delivery, lease), tenant);
         Slot { in_flight: self.clone(), destination, _permit: permit }
     }
 
@@ -141,7 +141,7 @@ pub(crate) async fn run_attempt(
         report = attempt::perform(&ctx.client, &dest, payload) => report,
         () = ctx.cancel.cancelled() => return,
     };
-    lock(&ctx.in_flight.leases).remove(&claimed.id);
+    lock(&ctx.in_flight.leases).remove(&(claimed.id, claimed.lease_token));
     drop(slot);
     let jitter = rand::random_range(-1.0..=1.0);
     let now = OffsetDateTime::now_utc();

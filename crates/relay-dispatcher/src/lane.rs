@@ -103,15 +103,13 @@ impl Lane {
                 tracing::debug!(count = expired.len(), "lane deliveries waited past their start deadline");
                 self.give_back(&expired, None).await;
             }
-            let unstarted = self.start_ready();
-            self.give_back(&unstarted, None).await;
+            self.start_ready();
             let asking = self.lock().ask();
             if asking.is_empty() {
                 return;
             }
             self.take_tokens(asking).await;
-            let unstarted = self.start_ready();
-            self.give_back(&unstarted, None).await;
+            self.start_ready();
         }
     }
 
@@ -136,24 +134,26 @@ impl Lane {
         }
     }
 
-    /// Starts the ready deliveries that fit in the free slots (no I/O); returns the ones that found
-    /// no permit after all (their leases are to be given back).
-    fn start_ready(&self) -> Vec<Fresh> {
+    /// Starts the ready deliveries that fit in the free slots (no I/O), leaving a quarter of
+    /// the process's concurrency to the rounds.
+    fn start_ready(&self) {
         let ctx = &self.shared.ctx;
         let headroom = self.shared.config.concurrency / 4;
-        let permits = ctx.in_flight.permits.available_permits().saturating_sub(headroom);
+        let free = ctx.in_flight.permits.available_permits().saturating_sub(headroom);
+        let Some(mut permits) = self.shared.permits(free) else { return };
         let room = ctx.records.room();
-        let starting = self.lock().startable(permits, room, |d| ctx.in_flight.count(d));
+        let now = Instant::now();
+        let starting = self.lock().startable(permits.num_permits(), room, now, |d| ctx.in_flight.count(d));
+        if !starting.is_empty() {
+            self.eased.notify_waiters();
+        }
         let window_start = OffsetDateTime::now_utc();
-        let mut failed = Vec::new();
         for (f, dest, waited) in starting {
             metrics::histogram!("relay_lane_wait_seconds").record(waited.as_secs_f64());
-            let (claimed, event) = self.claimed(f.clone(), window_start);
-            if !self.shared.start(dest, claimed, event) {
-                failed.push(f);
-            }
+            let (claimed, event) = self.claimed(f, window_start);
+            let permit = permits.split(1).expect("one permit per start");
+            self.shared.start(dest, claimed, event, permit);
         }
-        failed
     }
 
     fn claimed(&self, f: Fresh, window_start: OffsetDateTime) -> (ClaimedDelivery, ClaimedEvent) {
@@ -181,7 +181,13 @@ impl Lane {
         }
         let releases: Vec<Release> = fresh
             .iter()
-            .map(|f| Release { tenant_id: f.tenant_id, id: f.id, lease_token: self.token, at })
+            .map(|f| Release {
+                tenant_id: f.tenant_id,
+                id: f.id,
+                lease_token: self.token,
+                at,
+                attempted: false,
+            })
             .collect();
         if let Err(e) = release_leases(&self.shared.pool, &releases).await {
             tracing::warn!(error = %e, count = releases.len(), "could not give lane leases back; they end by themselves");
@@ -223,7 +229,23 @@ impl Handoff for Lane {
         let now = Instant::now();
         let mut state = self.lock();
         if state.closed {
-            // Shutting down: nobody will attempt these; their leases end by themselves.
+            // Shutting down: nobody here will attempt these; hand them to the fleet now rather
+            // than when their leases end.
+            drop(state);
+            let releases: Vec<Release> = fresh
+                .iter()
+                .map(|f| Release {
+                    tenant_id: f.tenant_id,
+                    id: f.id,
+                    lease_token: self.token,
+                    at: None,
+                    attempted: false,
+                })
+                .collect();
+            let pool = self.shared.pool.clone();
+            tokio::spawn(async move {
+                let _ = release_leases(&pool, &releases).await;
+            });
             return;
         }
         for f in fresh {

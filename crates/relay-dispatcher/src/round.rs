@@ -110,6 +110,13 @@ impl Engine {
         if requests.is_empty() {
             return Ok(false);
         }
+        // The slots first: a claimed row must never wait for one (its lease would run out).
+        let wanted: u32 = requests.iter().map(|r| r.count).sum();
+        let Some(mut permits) = shared.permits(wanted as usize) else {
+            shared.give_back(&granted, |i| granted.items[i].1).await;
+            return Ok(false);
+        };
+        let requests = fit(requests, permits.num_permits() as u32);
         let lease_token = Uuid::now_v7();
         let claimed = claim_deliveries(&shared.pool, &requests, lease_token).await?;
         metrics::counter!("relay_deliveries_claimed_total").increment(claimed.len() as u64);
@@ -133,15 +140,29 @@ impl Engine {
                     id: c.id,
                     lease_token: c.lease_token,
                     at: None,
+                    attempted: false,
                 });
                 continue;
             };
             let dest = by_id[&c.destination_id.uuid()].clone();
-            shared.start(dest, c, event);
+            let permit = permits.split(1).expect("one permit per claimed row");
+            shared.start(dest, c, event, permit);
         }
         if !orphans.is_empty() {
             fail_leased(&shared.pool, &orphans, "the event is no longer stored").await?;
         }
         Ok(started)
     }
+}
+
+/// Trims the claim requests to `slots` rows in all (when fewer permits were free than rows
+/// granted; the tokens of the rest are given back with the other unused ones).
+fn fit(mut requests: Vec<ClaimRequest>, slots: u32) -> Vec<ClaimRequest> {
+    let mut left = slots;
+    for r in &mut requests {
+        r.count = r.count.min(left);
+        left -= r.count;
+    }
+    requests.retain(|r| r.count > 0);
+    requests
 }

@@ -18,7 +18,7 @@ use relay_store::limiter::{DestinationAsk, TenantAsk};
 use relay_store::listen::{CONFIG_CHANNEL, Change, Heard};
 use relay_store::watched::Watched;
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -229,20 +229,29 @@ impl Shared {
         }
     }
 
-    /// Starts the attempt of a leased delivery whose event is in hand. `false` when no permit is
-    /// free (cannot happen when callers size their work by the free permits; the lease then ends
-    /// by itself).
+    /// Takes up to `n` permits of the concurrency bound at once (fewer when fewer are free):
+    /// work is claimed or started only for permits already held, so a claimed row always has a
+    /// slot.
+    pub fn permits(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        let sem = &self.ctx.in_flight.permits;
+        let n = n.min(sem.available_permits());
+        if n == 0 {
+            return None;
+        }
+        sem.clone().try_acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX)).ok()
+    }
+
+    /// Starts the attempt of a leased delivery whose event is in hand, in the slot of `permit`.
     pub fn start(
         self: &Arc<Self>,
         dest: Arc<Prepared>,
         claimed: ClaimedDelivery,
         event: ClaimedEvent,
-    ) -> bool {
-        let Ok(permit) = self.ctx.in_flight.permits.clone().try_acquire_owned() else { return false };
+        permit: OwnedSemaphorePermit,
+    ) {
         let slot =
             self.ctx.in_flight.begin(dest.id, claimed.id, claimed.tenant_id, claimed.lease_token, permit);
         self.tracker.spawn(run_attempt(self.ctx.clone(), dest, claimed, event, slot));
-        true
     }
 }
 

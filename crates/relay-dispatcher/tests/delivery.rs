@@ -268,8 +268,20 @@ async fn a_delivery_fails_when_its_window_is_over(pool: relay_store::PgPool) {
 
     let (status, attempts) = fx.deliveries(&dest).await.remove(0);
     assert_eq!(status, "failed");
-    assert!(attempts >= 3, "{attempts} attempts");
+    // It was retried, and no attempt started after the window (counted from creation) ended;
+    // how many fit in 2 s depends on the machine's load (the last is due at the window's end and
+    // may start late on a busy machine, hence the margin).
+    assert!(attempts >= 2, "{attempts} attempts");
     assert_eq!(receiver.count() as i32, attempts);
+    let late: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+         WHERE d.destination_id = $1 AND a.started_at > d.created_at + interval '4 seconds'",
+    )
+    .bind(dest.id.uuid())
+    .fetch_one(&fx.pool)
+    .await
+    .unwrap();
+    assert_eq!(late, 0, "an attempt started after the window");
     let (last_code, completed): (Option<i32>, bool) = sqlx::query_as(
         "SELECT last_status_code, completed_at IS NOT NULL AND next_attempt_at IS NULL FROM deliveries \
          WHERE destination_id = $1",

@@ -108,12 +108,6 @@ pub async fn post_ingest(
         }
     };
     let found = lookup_source(&state, &raw_id).await?;
-    // Shed before any work when this tenant already has a standing queue of waiting events.
-    if state.inner.waiting.is_full(found.source.tenant()) {
-        let error = overloaded("deliveries");
-        metrics::counter!("relay_ingest_requests_total", "outcome" => error.code).increment(1);
-        return Err(error);
-    }
     match accept(&state, &found, &headers, body.clone()).await {
         Ok(response) => Ok(response),
         Err(error) => {
@@ -136,6 +130,10 @@ async fn accept(
     let source = &found.source;
     let now = OffsetDateTime::now_utc();
     check_signature(state, found, headers, &body, now)?;
+    // Shed before parsing when this tenant already has a standing queue of waiting events.
+    if state.inner.waiting.is_full(source.tenant()) {
+        return Err(overloaded("deliveries"));
+    }
     check_content_type(headers)?;
     let envelope = match parse_inbound(&body) {
         Ok(Inbound::UrlVerification { challenge }) => {

@@ -177,7 +177,8 @@ pub async fn list_event_deliveries(
 /// The log columns of a delivery put back in the queue, due now (the trigger is set by the caller).
 const REQUEUE: &str = "status = 'pending', next_attempt_at = now(), completed_at = NULL";
 
-/// Queues (again) the rows of CTE `{from}` (`id`, `destination_id`, `event_id`, `attempts`) with
+/// Queues (again) the rows of CTE `{from}` (`id`, `destination_id`, `event_id`, `attempts`,
+/// `attempts_started`) with
 /// `trigger`, due now with a fresh retry window. A row still queued (pending, perhaps in flight)
 /// keeps its count of started attempts, so the next attempt never repeats an `X-Relay-Attempt`
 /// number; its lease is cleared, so an attempt still in flight cannot overwrite the new state.
@@ -185,8 +186,9 @@ fn enqueue_sql(from: &str, trigger: &str) -> String {
     format!(
         "INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, \
            lease_token, \"trigger\", started, window_started_at, attempts_before_window) \
-         SELECT $1, x.id, x.destination_id, x.event_id, now(), NULL, '{trigger}', x.attempts, now(), \
-           x.attempts FROM {from} x \
+         SELECT $1, x.id, x.destination_id, x.event_id, now(), NULL, '{trigger}', \
+           greatest(x.attempts, x.attempts_started), now(), greatest(x.attempts, x.attempts_started) \
+         FROM {from} x \
          ON CONFLICT (tenant_id, delivery_id) DO UPDATE SET due_at = now(), lease_token = NULL, \
            \"trigger\" = EXCLUDED.\"trigger\", window_started_at = now(), \
            attempts_before_window = delivery_queue.started"
@@ -198,6 +200,11 @@ fn enqueue_sql(from: &str, trigger: &str) -> String {
 /// delivery is not queued. Followed by the ids to lock and the locking clause.
 const LOCK_EVENTS: &str = "SELECT e.id FROM events e WHERE e.tenant_id = $1 AND e.id IN";
 
+/// Locks the queue rows of the deliveries being queued again before their log rows (followed by
+/// the condition on `delivery_id` and the locking clause): the recorder and the housekeeping lock
+/// queue row first, log row second, and so must every other writer, or two of them deadlock.
+const LOCK_QUEUED: &str = "SELECT delivery_id FROM delivery_queue WHERE tenant_id = $1 AND";
+
 /// Puts one delivery (any status) back in the queue for a manual attempt now. `None` when the
 /// delivery does not exist for this tenant or its destination has been deleted.
 pub async fn redeliver_delivery(
@@ -208,11 +215,13 @@ pub async fn redeliver_delivery(
     let sql = sqlx::AssertSqlSafe(format!(
         "WITH ev AS ({LOCK_EVENTS} (SELECT event_id FROM deliveries WHERE tenant_id = $1 AND id = $2) \
              FOR KEY SHARE), \
+         lq AS ({LOCK_QUEUED} delivery_id = $2 FOR UPDATE), \
          upd AS (UPDATE deliveries d SET {REQUEUE}, next_trigger = 'manual' \
              WHERE d.tenant_id = $1 AND d.id = $2 AND d.event_id IN (SELECT id FROM ev) \
+               AND (SELECT count(*) FROM lq) >= 0 \
                AND EXISTS (SELECT 1 FROM destinations t \
                  WHERE t.tenant_id = $1 AND t.id = d.destination_id AND t.deleted_at IS NULL) \
-             RETURNING {DELIVERY_COLUMNS}), \
+             RETURNING {DELIVERY_COLUMNS}, d.attempts_started), \
          q AS ({}) \
          SELECT {DELIVERY_COLUMNS} FROM upd",
         enqueue_sql("upd", "manual")
@@ -233,14 +242,17 @@ pub async fn redeliver_event(
     let new_ids: Vec<Uuid> = destinations.iter().map(|_| DeliveryId::new().uuid()).collect();
     let sql = sqlx::AssertSqlSafe(format!(
         "WITH targets AS (SELECT * FROM UNNEST($3::uuid[], $4::uuid[]) AS t(destination_id, new_id)), \
+         lq AS ({LOCK_QUEUED} delivery_id IN \
+             (SELECT id FROM deliveries WHERE tenant_id = $1 AND event_id = $2) FOR UPDATE), \
          reset AS (UPDATE deliveries d SET {REQUEUE}, next_trigger = 'manual' FROM targets t \
              WHERE d.tenant_id = $1 AND d.event_id = $2 AND d.destination_id = t.destination_id \
-             RETURNING d.id, d.destination_id, d.event_id, d.attempts), \
+               AND (SELECT count(*) FROM lq) >= 0 \
+             RETURNING d.id, d.destination_id, d.event_id, d.attempts, d.attempts_started), \
          created AS (INSERT INTO deliveries (id, tenant_id, event_id, destination_id, next_attempt_at, next_trigger) \
              SELECT t.new_id, $1, $2, t.destination_id, now(), 'manual' FROM targets t \
              WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.tenant_id = $1 AND d.event_id = $2 \
                  AND d.destination_id = t.destination_id) \
-             RETURNING id, destination_id, event_id, attempts), \
+             RETURNING id, destination_id, event_id, attempts, attempts_started), \
          q AS ({}) \
          SELECT (SELECT count(*) FROM reset) + (SELECT count(*) FROM created)",
         enqueue_sql("(SELECT * FROM reset UNION ALL SELECT * FROM created)", "manual")
@@ -275,7 +287,7 @@ pub async fn replay_destination(
          upd AS (UPDATE deliveries d SET {REQUEUE}, next_trigger = 'replay' \
              WHERE d.tenant_id = $1 AND d.id IN (SELECT id FROM picked) \
                AND d.event_id IN (SELECT id FROM ev) AND d.status <> 'pending' \
-             RETURNING d.id, d.destination_id, d.event_id, d.attempts), \
+             RETURNING d.id, d.destination_id, d.event_id, d.attempts, d.attempts_started), \
          q AS ({}) \
          SELECT count(*) FROM upd",
         enqueue_sql("upd", "replay")

@@ -249,6 +249,9 @@ pub struct Release {
     pub id: DeliveryId,
     pub lease_token: Uuid,
     pub at: Option<OffsetDateTime>,
+    /// The attempt may have been sent (cut off at shutdown): its number stays used. `false` for
+    /// a lease given back before any request (a limit, a lane that could not start it).
+    pub attempted: bool,
 }
 
 /// Gives leases back without counting an attempt (shutdown, or an attempt deferred by a limit).
@@ -261,17 +264,20 @@ pub async fn release_leases(db: impl PgExecutor<'_>, releases: &[Release]) -> Re
     let ids: Vec<Uuid> = releases.iter().map(|r| r.id.uuid()).collect();
     let leases: Vec<Uuid> = releases.iter().map(|r| r.lease_token).collect();
     let ats: Vec<Option<OffsetDateTime>> = releases.iter().map(|r| r.at).collect();
-    // The attempt that was not made is not counted as started.
+    let attempted: Vec<bool> = releases.iter().map(|r| r.attempted).collect();
+    // An attempt that was surely not made is not counted as started.
     let done = sqlx::query(
         "UPDATE delivery_queue q SET due_at = COALESCE(r.at, now()), lease_token = NULL, \
-           started = greatest(q.started - 1, 0) \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[]) AS r(tenant_id, id, lease_token, at) \
+           started = CASE WHEN r.attempted THEN q.started ELSE greatest(q.started - 1, 0) END \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::bool[]) \
+           AS r(tenant_id, id, lease_token, at, attempted) \
          WHERE q.tenant_id = r.tenant_id AND q.delivery_id = r.id AND q.lease_token = r.lease_token",
     )
     .bind(tenants)
     .bind(ids)
     .bind(leases)
     .bind(ats)
+    .bind(attempted)
     .execute(db)
     .await?;
     Ok(done.rows_affected())
@@ -290,9 +296,9 @@ pub async fn fail_leased(db: impl PgExecutor<'_>, leased: &[Release], reason: &s
         "WITH q AS (DELETE FROM delivery_queue q \
              USING UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS r(tenant_id, id, lease_token) \
              WHERE q.tenant_id = r.tenant_id AND q.delivery_id = r.id AND q.lease_token = r.lease_token \
-             RETURNING q.tenant_id, q.delivery_id) \
+             RETURNING q.tenant_id, q.delivery_id, q.started) \
          UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, last_error = $4, \
-           completed_at = now() \
+           completed_at = now(), attempts_started = greatest(d.attempts_started, q.started) \
          FROM q WHERE d.tenant_id = q.tenant_id AND d.id = q.delivery_id",
     )
     .bind(tenants)
@@ -309,9 +315,10 @@ pub async fn fail_deliveries_of_deleted_destinations(db: impl PgExecutor<'_>) ->
     let done = sqlx::query(
         "WITH q AS (DELETE FROM delivery_queue q USING destinations ds \
              WHERE ds.deleted_at IS NOT NULL AND q.destination_id = ds.id AND q.tenant_id = ds.tenant_id \
-             RETURNING q.tenant_id, q.delivery_id) \
+             RETURNING q.tenant_id, q.delivery_id, q.started) \
          UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, \
-           last_error = 'the destination was deleted', completed_at = now() \
+           last_error = 'the destination was deleted', completed_at = now(), \
+           attempts_started = greatest(d.attempts_started, q.started) \
          FROM q WHERE d.tenant_id = q.tenant_id AND d.id = q.delivery_id",
     )
     .execute(db)
@@ -357,9 +364,10 @@ pub async fn expire_disabled(
              AND (q.lease_token IS NULL OR q.due_at < now()) \
              AND q.window_started_at + $3 * interval '1 second' <= now() \
              AND EXISTS (SELECT 1 FROM destinations ds WHERE ds.id = $2 AND NOT ds.enabled) \
-             RETURNING q.tenant_id, q.delivery_id) \
+             RETURNING q.tenant_id, q.delivery_id, q.started) \
          UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, completed_at = now(), \
-           last_error = 'the retry window ended while the destination was disabled' \
+           last_error = 'the retry window ended while the destination was disabled', \
+           attempts_started = greatest(d.attempts_started, q.started) \
          FROM q WHERE d.tenant_id = q.tenant_id AND d.id = q.delivery_id",
     )
     .bind(tenant.uuid())

@@ -220,14 +220,15 @@ pub async fn record_attempts(
            DELETE FROM delivery_queue q USING a \
            WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
              AND q.lease_token = a.lease_token AND a.status <> 'pending' \
-           RETURNING q.delivery_id, q.lease_token \
+           RETURNING q.delivery_id, q.lease_token, q.started \
          ), again AS ( \
            UPDATE delivery_queue q SET due_at = a.next_attempt_at, lease_token = NULL, \"trigger\" = 'auto' \
            FROM a WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
              AND q.lease_token = a.lease_token AND a.status = 'pending' \
-           RETURNING q.delivery_id, a.lease_token \
+           RETURNING q.delivery_id, a.lease_token, q.started \
          ), upd AS ( \
            UPDATE deliveries d SET status = a.status, attempts = d.attempts + 1, \
+             attempts_started = greatest(d.attempts_started, o.started), \
              next_attempt_at = a.next_attempt_at, next_trigger = 'auto', \
              last_status_code = a.status_code, last_error = a.error, \
              completed_at = CASE WHEN a.status = 'pending' THEN NULL ELSE now() END \

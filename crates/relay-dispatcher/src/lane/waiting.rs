@@ -174,6 +174,7 @@ impl State {
         &mut self,
         mut permits: usize,
         mut room: usize,
+        now: Instant,
         busy: impl Fn(DestinationId) -> u32,
     ) -> Vec<(Fresh, Arc<Prepared>, Duration)> {
         let mut starting: HashMap<DestinationId, u32> = HashMap::new();
@@ -185,7 +186,9 @@ impl State {
                 continue;
             }
             let n = starting.entry(d).or_insert_with(|| busy(d));
-            if permits > 0 && room > 0 && matches!(w.stage, Stage::Ready(_)) && *n < w.fresh.max_in_flight {
+            // Past its deadline a delivery no longer fits in its lease: `expired` gives it back.
+            let ready = matches!(w.stage, Stage::Ready(_)) && now < w.deadline;
+            if permits > 0 && room > 0 && ready && *n < w.fresh.max_in_flight {
                 *n += 1;
                 permits -= 1;
                 room -= 1;
@@ -195,7 +198,6 @@ impl State {
             }
         }
         let mut i = 0;
-        let now = Instant::now();
         let started = self.remove(|_| {
             let hit = take.binary_search(&i).is_ok();
             i += 1;
@@ -284,10 +286,10 @@ mod tests {
         assert_eq!(refused.iter().map(|f| f.fresh_name()).collect::<Vec<_>>(), ["e2", "e9"]);
         assert_eq!(s.total, 2);
         // One slot free at d (max_in_flight 2, one busy): the first; then the next.
-        let started = s.startable(10, 10, |_| 1);
+        let started = s.startable(10, 10, Instant::now(), |_| 1);
         assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e0"]);
-        assert!(s.startable(0, 10, |_| 0).is_empty(), "no permit, no start");
-        let started = s.startable(10, 10, |_| 0);
+        assert!(s.startable(0, 10, Instant::now(), |_| 0).is_empty(), "no permit, no start");
+        let started = s.startable(10, 10, Instant::now(), |_| 0);
         assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e1"]);
         assert_eq!(s.total, 0);
         // A pending delivery holds back the ready ones after it at the same destination.
@@ -300,9 +302,9 @@ mod tests {
         s.answer(&HashMap::from([(d, (Some(p), 2))]));
         assert!(s.reserve(t, d, 2, 0, BOUNDS));
         s.push(fresh(t, d, 5), now);
-        let started = s.startable(10, 10, |_| 0);
+        let started = s.startable(10, 10, Instant::now(), |_| 0);
         assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e3", "e4"]);
-        assert!(s.startable(10, 10, |_| 0).is_empty(), "e5 has no token yet");
+        assert!(s.startable(10, 10, Instant::now(), |_| 0).is_empty(), "e5 has no token yet");
     }
 
     #[test]
