@@ -43,6 +43,9 @@ pub struct RejectionOut {
     pub body: String,
     /// The full body length.
     pub body_bytes: i32,
+    /// Refusals of the same source and reason in the same minute, after this one, that were
+    /// counted but not recorded in full (each process records the first 20 a minute).
+    pub repeats: i64,
 }
 
 impl From<RejectionRow> for RejectionOut {
@@ -57,6 +60,7 @@ impl From<RejectionRow> for RejectionOut {
             headers: r.headers.0,
             body: String::from_utf8_lossy(&r.body).into_owned(),
             body_bytes: r.body_bytes,
+            repeats: r.repeats,
         }
     }
 }

@@ -51,7 +51,7 @@ pub async fn get_handshake(
         )
             .into_response()),
         Err(error) => {
-            rejection::record(&state, source, &headers, b"", &error).await;
+            rejection::record(&state, source, &headers, (b"", 0), &error).await;
             Err(error)
         }
     }

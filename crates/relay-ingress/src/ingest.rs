@@ -57,25 +57,33 @@ pub async fn lookup_source(state: &IngressState, raw_id: &str) -> Result<Arc<Ing
 
 /// Why a body could not be read.
 enum BodyError {
-    /// Larger than the limit; carries the first bytes for the rejection record.
-    TooLarge(Bytes),
+    /// Larger than the limit: the first bytes read (none when the declared length said so) and
+    /// the length declared or read so far, for the rejection record.
+    TooLarge(Bytes, usize),
     /// The client's stream broke (reset, bad chunked encoding, timeout).
     Unreadable,
 }
 
-/// Reads at most `limit` bytes, refusing early when `Content-Length` already says too many.
+/// Reads at most `limit` bytes. When `Content-Length` already says too many, refuses before
+/// reading anything: the client waits for no byte it sends, and one that sent
+/// `Expect: 100-continue` gets the 413 instead of `100 Continue` (hyper sends that only when the
+/// body is first read).
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, BodyError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        return Err(BodyError::TooLarge(Bytes::new(), usize::try_from(n).unwrap_or(usize::MAX)));
+    }
     let mut stream = body.into_data_stream();
-    let mut buffer = BytesMut::with_capacity(declared.map_or(8192, |n| n.min(limit as u64) as usize));
+    let mut buffer = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
-        if buffer.len() + chunk.len() > limit || declared.is_some_and(|n| n > limit as u64) {
+        if buffer.len() + chunk.len() > limit {
+            let seen = buffer.len() + chunk.len();
             let room = BODY_PREFIX_BYTES.saturating_sub(buffer.len());
             buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
             buffer.truncate(BODY_PREFIX_BYTES);
-            return Err(BodyError::TooLarge(buffer.freeze()));
+            return Err(BodyError::TooLarge(buffer.freeze(), seen));
         }
         buffer.extend_from_slice(&chunk);
     }
@@ -94,14 +102,14 @@ pub async fn post_ingest(
         Err(BodyError::Unreadable) => {
             return Err(ApiError::bad_request("invalid_request", "the request body could not be read"));
         }
-        Err(BodyError::TooLarge(prefix)) => {
+        Err(BodyError::TooLarge(prefix, length)) => {
             let error = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the body is larger than {limit} bytes"),
             );
             if let Ok(found) = lookup_source(&state, &raw_id).await {
-                rejection::record(&state, &found.source, &headers, &prefix, &error).await;
+                rejection::record(&state, &found.source, &headers, (&prefix, length), &error).await;
             }
             metrics::counter!("relay_ingest_requests_total", "outcome" => "payload_too_large").increment(1);
             return Err(error);
@@ -112,7 +120,7 @@ pub async fn post_ingest(
         Ok(response) => Ok(response),
         Err(error) => {
             if error.status != StatusCode::SERVICE_UNAVAILABLE {
-                rejection::record(&state, &found.source, &headers, &body, &error).await;
+                rejection::record(&state, &found.source, &headers, (&body, body.len()), &error).await;
             }
             metrics::counter!("relay_ingest_requests_total", "outcome" => error.code).increment(1);
             Err(error)

@@ -65,6 +65,7 @@ struct Inner {
     cache: Arc<source_cache::ConfigCache>,
     handoff: Option<Arc<dyn Handoff>>,
     waiting: backpressure::Waiting,
+    rejections: Arc<rejection::tally::Tally>,
 }
 
 impl IngressState {
@@ -88,7 +89,9 @@ impl IngressState {
             Writer::start(pool.clone(), redis.clone(), config.writer.clone(), cache.clone(), handoff.clone());
         let backlog = backlog::BacklogCache::start(pool.clone(), config.backlog_refresh);
         let waiting = backpressure::Waiting::default();
-        let inner = Inner { pool, redis, master_key, config, writer, backlog, cache, handoff, waiting };
+        let rejections = Arc::new(rejection::tally::Tally::default());
+        tokio::spawn(rejection::tally::Tally::flush_forever(Arc::downgrade(&rejections), pool.clone()));
+        let inner = Inner { pool, redis, master_key, config, writer, backlog, cache, handoff, waiting, rejections };
         Self { inner: Arc::new(inner) }
     }
 }

@@ -1,6 +1,9 @@
 //! Recording refused requests for the tenant to list. Only safe headers are kept: anything that
 //! can carry a credential (authorization, cookies, tokens, keys, secrets) is dropped, and so is
-//! the query string (a handshake's verify token travels there).
+//! the query string (a handshake's verify token travels there). What a flood costs is bounded
+//! by [`tally`].
+
+pub mod tally;
 
 use std::collections::BTreeMap;
 
@@ -34,16 +37,19 @@ pub fn safe_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     kept
 }
 
-/// Records a refusal for `source`, best effort: a failure to record is logged, and the client
-/// still gets the answer the refusal deserves.
+/// Records a refusal for `source` (`body` the whole body or its first bytes, `body_bytes` its
+/// length), best effort: a failure to record is logged, and the client still gets the answer the
+/// refusal deserves. Past the minute's allowance of its source and reason it is only counted.
 pub async fn record(
     state: &IngressState,
     source: &SourceRow,
     headers: &HeaderMap,
-    body: &[u8],
+    (body, body_bytes): (&[u8], usize),
     error: &ApiError,
 ) {
     metrics::counter!("relay_ingest_rejections_total", "reason" => error.code).increment(1);
+    let tally = &state.inner.rejections;
+    let Some(id) = tally.admit(source.source_id(), error.code) else { return };
     let rejection = NewRejection {
         tenant_id: source.tenant(),
         source_id: source.source_id(),
@@ -52,9 +58,12 @@ pub async fn record(
         detail: error.detail.as_deref(),
         headers: safe_headers(headers),
         body,
+        body_bytes,
     };
-    if let Err(e) = rejections::insert_rejection(&state.inner.pool, &rejection).await {
-        tracing::warn!(error = %e, source.id = %source.source_id(), "could not record a rejection");
+    let _writer = tally.writer().await;
+    match rejections::insert_rejection(&state.inner.pool, id, &rejection).await {
+        Ok(()) => tally.stored(source.source_id(), error.code, id),
+        Err(e) => tracing::warn!(error = %e, source.id = %source.source_id(), "could not record a rejection"),
     }
 }
 

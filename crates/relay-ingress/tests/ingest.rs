@@ -159,16 +159,12 @@ async fn body_over_the_limit_is_413(pool: PgPool) {
     let (tenant, source) = h.setup(Plan::Starter).await;
     let body =
         json!({"eventId": "e", "type": "a", "timestamp": "2026-04-03T12:00:00Z", "pad": "x".repeat(2000)});
+    // Declared too long: refused without reading a byte of it.
     let (status, code, _) = problem(h.post_signed(source, &body.to_string()).await).await;
     assert_eq!((status, code.as_str()), (413, "payload_too_large"));
     assert_eq!(h.rejections(tenant).await, vec![("payload_too_large".to_string(), 413)]);
-    let prefix: Vec<u8> = sqlx::query_scalar("SELECT body FROM rejections WHERE tenant_id = $1")
-        .bind(tenant.uuid())
-        .fetch_one(&h.pool)
-        .await
-        .unwrap();
-    assert!(prefix.starts_with(br#"{"eventId""#) && prefix.len() <= 4096, "the first bytes are kept");
-    // Without a Content-Length (chunked), the limit still holds.
+    // Without a Content-Length (chunked), the limit holds while reading, and the first bytes
+    // are kept in the rejection.
     let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(body.to_string().into_bytes())]);
     let response = h
         .client
@@ -179,7 +175,38 @@ async fn body_over_the_limit_is_413(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
+    let prefix: Vec<u8> = sqlx::query_scalar(
+        "SELECT body FROM rejections WHERE tenant_id = $1 ORDER BY received_at DESC LIMIT 1",
+    )
+    .bind(tenant.uuid())
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert!(prefix.starts_with(br#"{"eventId""#) && prefix.len() <= 4096, "the first bytes are kept");
     assert_eq!(h.events(tenant).await, 0);
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_declared_oversized_body_is_refused_before_it_is_sent(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start(pool).await;
+    let (_, source) = h.setup(Plan::Starter).await;
+    let address = h.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/ingest/{source} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: 2097152\r\nExpect: 100-continue\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // No byte of the body is sent: the answer must come anyway, and be the 413, not 100 Continue.
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered before the body was sent")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("application/problem+json"), "{answer}");
 }
 
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]

@@ -19,11 +19,14 @@ pub struct NewRejection<'a> {
     pub status: u16,
     pub detail: Option<&'a str>,
     pub headers: BTreeMap<String, String>,
+    /// The body, or its first bytes (at most the first 4 KiB are stored).
     pub body: &'a [u8],
+    /// The body's full length, when more than `body` (declared by `Content-Length`).
+    pub body_bytes: usize,
 }
 
-pub async fn insert_rejection(db: impl PgExecutor<'_>, r: &NewRejection<'_>) -> Result<RejectionId> {
-    let id = RejectionId::new();
+/// Records `r` under `id`.
+pub async fn insert_rejection(db: impl PgExecutor<'_>, id: RejectionId, r: &NewRejection<'_>) -> Result<()> {
     let prefix = &r.body[..r.body.len().min(BODY_PREFIX_BYTES)];
     sqlx::query(
         "INSERT INTO rejections (id, tenant_id, source_id, reason, status, detail, headers, body, body_bytes) \
@@ -37,10 +40,25 @@ pub async fn insert_rejection(db: impl PgExecutor<'_>, r: &NewRejection<'_>) -> 
     .bind(r.detail)
     .bind(Json(&r.headers))
     .bind(prefix)
-    .bind(i32::try_from(r.body.len()).unwrap_or(i32::MAX))
+    .bind(i32::try_from(r.body_bytes.max(r.body.len())).unwrap_or(i32::MAX))
     .execute(db)
     .await?;
-    Ok(id)
+    Ok(())
+}
+
+/// Adds refusals counted but not recorded in full to the rejections they followed.
+pub async fn add_repeats(db: impl PgExecutor<'_>, repeats: &[(RejectionId, i64)]) -> Result<()> {
+    let ids: Vec<uuid::Uuid> = repeats.iter().map(|(id, _)| id.uuid()).collect();
+    let counts: Vec<i64> = repeats.iter().map(|(_, n)| *n).collect();
+    sqlx::query(
+        "UPDATE rejections r SET repeats = r.repeats + t.n \
+         FROM unnest($1::uuid[], $2::bigint[]) AS t(id, n) WHERE r.id = t.id",
+    )
+    .bind(&ids)
+    .bind(&counts)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// A refused ingest request, as the admin API lists it.
@@ -56,6 +74,7 @@ pub struct RejectionRow {
     pub headers: Json<BTreeMap<String, String>>,
     pub body: Vec<u8>,
     pub body_bytes: i32,
+    pub repeats: i64,
 }
 
 /// Filters of the rejection log; `range` applies to `received_at`.
@@ -75,8 +94,8 @@ pub async fn list_rejections(
     limit: i64,
 ) -> Result<Vec<RejectionRow>> {
     let mut q = sqlx::QueryBuilder::new(
-        "SELECT id, tenant_id, source_id, received_at, reason, status, detail, headers, body, body_bytes \
-         FROM rejections WHERE ",
+        "SELECT id, tenant_id, source_id, received_at, reason, status, detail, headers, body, body_bytes, \
+         repeats FROM rejections WHERE ",
     );
     let scan = crate::keyset::Scan::ByTenant;
     crate::keyset::push_tenant(&mut q, tenant.uuid(), scan);

@@ -185,14 +185,18 @@ async fn rejections_list_with_filters(pool: PgPool) {
             detail: Some("why"),
             headers: headers.clone(),
             body: br#"{"eventId":"e1"}"#,
+            body_bytes: 16,
         };
-        relay_store::rejections::insert_rejection(&app.pool, &r).await.unwrap();
+        let id = relay_core::RejectionId::new();
+        relay_store::rejections::insert_rejection(&app.pool, id, &r).await.unwrap();
+        relay_store::rejections::add_repeats(&app.pool, &[(id, 3)]).await.unwrap();
     }
     let all = app.get("/v1/rejections", &t.token).await;
     assert_eq!(all.status, StatusCode::OK);
     let reasons: Vec<&str> =
         all.body["data"].as_array().unwrap().iter().map(|r| r["reason"].as_str().unwrap()).collect();
     assert_eq!(reasons, ["invalid_event", "invalid_signature"]);
+    assert!(all.body["data"].as_array().unwrap().iter().all(|r| r["repeats"] == 3), "{}", all.body);
     let first = &all.body["data"][0];
     assert_eq!((first["status"].as_i64(), first["body"].as_str()), (Some(400), Some(r#"{"eventId":"e1"}"#)));
     assert_eq!(first["headers"], json!({"content-type": "application/json"}));

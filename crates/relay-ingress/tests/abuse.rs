@@ -1,0 +1,53 @@
+//! What unauthenticated or outsized traffic may cost: a flood of refused requests is recorded in
+//! part and counted, and never starves valid ingest.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use relay_core::plan::Plan;
+use relay_store::PgPool;
+use support::*;
+
+/// (rows stored, refusals counted onto them) for `tenant`.
+async fn recorded(h: &Harness, tenant: relay_core::TenantId) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*), COALESCE(sum(repeats), 0)::bigint FROM rejections WHERE tenant_id = $1")
+        .bind(tenant.uuid())
+        .fetch_one(&h.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_flood_of_refusals_is_recorded_in_part_and_counted(pool: PgPool) {
+    let h = Harness::start(pool).await;
+    let (tenant, source) = h.setup(Plan::Starter).await;
+    let sent = 60;
+    let floods = (0..sent).map(|i| {
+        let h = &h;
+        async move {
+            let response = h.post_with(source, &event(&format!("e{i}")), &[("x-wap-signature", "sha256=00")]).await;
+            assert_eq!(response.status(), 401);
+        }
+    });
+    futures::future::join_all(floods).await;
+    // Valid ingest is not held up by the rejection writes.
+    assert_eq!(h.post_signed(source, &event("good")).await.status(), 200);
+    // Every refusal is accounted for, most of them only counted: at most 20 stored per minute
+    // (a minute boundary during the flood allows 20 more).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (rows, repeats) = recorded(&h, tenant).await;
+        assert!(rows <= 40, "{rows} refusals stored in full");
+        if rows + repeats == sent {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{rows} stored + {repeats} counted of {sent}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Another reason has its own allowance.
+    let response = h.post_signed(source, "{not json").await;
+    assert_eq!(response.status(), 400);
+    let reasons: Vec<(String, i32)> = h.rejections(tenant).await;
+    assert!(reasons.iter().any(|(reason, _)| reason == "invalid_json"), "{reasons:?}");
+}
