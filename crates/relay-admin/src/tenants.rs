@@ -110,6 +110,10 @@ pub struct LimitsOut {
     /// The longest retry window a destination may have.
     pub retry_window_seconds: u32,
     pub retention_days: u32,
+    /// Events per second the tenant's sources may post (429 `rate_limited` past it).
+    pub ingest_per_second: u32,
+    /// Events that may be posted at once above that rate.
+    pub ingest_burst: u32,
 }
 
 impl From<Limits> for LimitsOut {
@@ -123,6 +127,8 @@ impl From<Limits> for LimitsOut {
             backlog: l.backlog,
             retry_window_seconds: l.retry_window_seconds,
             retention_days: l.retention_days,
+            ingest_per_second: l.ingest_per_second,
+            ingest_burst: l.ingest_burst,
         }
     }
 }
@@ -146,6 +152,10 @@ pub struct LimitOverridesOut {
     pub retry_window_seconds: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest_per_second: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest_burst: Option<u32>,
 }
 
 impl From<&LimitOverrides> for LimitOverridesOut {
@@ -159,6 +169,8 @@ impl From<&LimitOverrides> for LimitOverridesOut {
             backlog: o.backlog,
             retry_window_seconds: o.retry_window_seconds,
             retention_days: o.retention_days,
+            ingest_per_second: o.ingest_per_second,
+            ingest_burst: o.ingest_burst,
         }
     }
 }
@@ -192,19 +204,27 @@ pub struct LimitsPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u32>)]
     pub retention_days: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub ingest_per_second: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub ingest_burst: Option<Option<u32>>,
 }
 
 /// A hundred years: longer is "forever" in practice, and dates stay within the calendar.
 const MAX_RETENTION_DAYS: u32 = 36_500;
 
 impl LimitsPatch {
-    /// A rate, burst or retry window of 0 would silently stop a tenant's deliveries (or make
-    /// every destination invalid): refused, naming the field.
+    /// A rate, burst or retry window of 0 would silently stop a tenant's deliveries or ingest
+    /// (or make every destination invalid): refused, naming the field.
     fn validate(&self) -> Result<(), ApiError> {
         for (field, value) in [
             ("limits.deliveries_per_second", self.deliveries_per_second),
             ("limits.burst", self.burst),
             ("limits.retry_window_seconds", self.retry_window_seconds),
+            ("limits.ingest_per_second", self.ingest_per_second),
+            ("limits.ingest_burst", self.ingest_burst),
         ] {
             if value == Some(Some(0)) {
                 return Err(ApiError::validation(format!("{field}: must be at least 1")));
@@ -232,7 +252,9 @@ impl LimitsPatch {
             burst,
             backlog,
             retry_window_seconds,
-            retention_days
+            retention_days,
+            ingest_per_second,
+            ingest_burst
         );
     }
 }

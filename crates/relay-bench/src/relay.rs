@@ -171,6 +171,7 @@ pub async fn setup_tenant_with(
     .await?;
     let id = tenant["id"].as_str().context("tenant id")?.to_owned();
     let limits = json!({"limits": {"deliveries_per_second": 1_000_000, "burst": 1_000_000,
+        "ingest_per_second": 1_000_000, "ingest_burst": 1_000_000,
         "backlog": 100_000_000u64, "destinations": urls.len().max(1)}});
     call(client, Method::PATCH, format!("{base}/v1/tenants/{id}"), &operator, limits).await?;
     let t = token("tenant", Some(&id));

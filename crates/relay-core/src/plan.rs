@@ -39,6 +39,9 @@ impl Plan {
             Plan::Pro => (true, 5, 25, 200, 1_000, 1_000_000, H72, 30),
             Plan::Enterprise => (true, 20, 100, 1_000, 5_000, 5_000_000, H72, 90),
         };
+        // Ingest may outpace delivery (events fan out, bursts queue): a few times the delivery
+        // rate, so the limit stops abuse, not a tenant's normal peaks.
+        let (ingest_rate, ingest_burst) = (rate * 5, burst * 10);
         Limits {
             webhooks,
             sources,
@@ -48,6 +51,8 @@ impl Plan {
             backlog,
             retry_window_seconds: window,
             retention_days: retention,
+            ingest_per_second: ingest_rate,
+            ingest_burst,
         }
     }
 }
@@ -81,6 +86,10 @@ pub struct Limits {
     pub backlog: u64,
     pub retry_window_seconds: u32,
     pub retention_days: u32,
+    /// Events per second the tenant's sources may post, across the fleet (429 past it).
+    pub ingest_per_second: u32,
+    /// Events the tenant may post at once above that rate.
+    pub ingest_burst: u32,
 }
 
 /// Per-tenant overrides: each field set here replaces the plan's value.
@@ -103,6 +112,10 @@ pub struct LimitOverrides {
     pub retry_window_seconds: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_per_second: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_burst: Option<u32>,
 }
 
 impl Limits {
@@ -123,7 +136,9 @@ impl Limits {
             burst,
             backlog,
             retry_window_seconds,
-            retention_days
+            retention_days,
+            ingest_per_second,
+            ingest_burst
         );
         self
     }

@@ -168,6 +168,15 @@ async fn accept(
         ));
     }
     let tenant = source.tenant();
+    if let Err(wait) = state.inner.limiter.admit(tenant, limits.ingest_per_second, limits.ingest_burst).await
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("the tenant's plan accepts {} events per second; retry later", limits.ingest_per_second),
+        )
+        .with_retry_after(wait.as_secs_f64().ceil().max(1.0) as u64));
+    }
     let pool = &state.inner.pool;
     let fanout = state.inner.cache.fanout(pool, &[tenant]).await.map_err(|e| store_error(&e))?;
     let key = relay_core::filter::EventKey {

@@ -1,7 +1,7 @@
 //! The ingress: `POST /v1/ingest/{source_id}` takes one WAPing event, and `GET` answers the
 //! subscription handshake. Order of work (CONTRACT §3): size limit → source lookup → signature
-//! on the raw bytes → JSON and schema → tenant and plan → dedupe → one transaction that stores
-//! the event and its deliveries → answer.
+//! on the raw bytes → JSON and schema → tenant and plan → the plan's ingest rate → backlog cap →
+//! dedupe → one transaction that stores the event and its deliveries → answer.
 //!
 //! Invariant: a 2xx is sent only after the transaction holding the event has committed. Writes
 //! go through the group-commit [`writer::Writer`], so concurrent requests share commits.
@@ -66,6 +66,7 @@ struct Inner {
     handoff: Option<Arc<dyn Handoff>>,
     waiting: backpressure::Waiting,
     rejections: Arc<rejection::tally::Tally>,
+    limiter: relay_store::ingest_limit::IngestLimiter,
 }
 
 impl IngressState {
@@ -91,7 +92,20 @@ impl IngressState {
         let waiting = backpressure::Waiting::default();
         let rejections = Arc::new(rejection::tally::Tally::default());
         tokio::spawn(rejection::tally::Tally::flush_forever(Arc::downgrade(&rejections), pool.clone()));
-        let inner = Inner { pool, redis, master_key, config, writer, backlog, cache, handoff, waiting, rejections };
+        let limiter = relay_store::ingest_limit::IngestLimiter::new(redis.clone());
+        let inner = Inner {
+            pool,
+            redis,
+            master_key,
+            config,
+            writer,
+            backlog,
+            cache,
+            handoff,
+            waiting,
+            rejections,
+            limiter,
+        };
         Self { inner: Arc::new(inner) }
     }
 }

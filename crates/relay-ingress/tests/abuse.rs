@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use relay_core::plan::Plan;
-use relay_store::PgPool;
+use relay_store::{PgPool, tenants};
 use support::*;
 
 /// (rows stored, refusals counted onto them) for `tenant`.
@@ -26,7 +26,8 @@ async fn a_flood_of_refusals_is_recorded_in_part_and_counted(pool: PgPool) {
     let floods = (0..sent).map(|i| {
         let h = &h;
         async move {
-            let response = h.post_with(source, &event(&format!("e{i}")), &[("x-wap-signature", "sha256=00")]).await;
+            let response =
+                h.post_with(source, &event(&format!("e{i}")), &[("x-wap-signature", "sha256=00")]).await;
             assert_eq!(response.status(), 401);
         }
     });
@@ -50,4 +51,45 @@ async fn a_flood_of_refusals_is_recorded_in_part_and_counted(pool: PgPool) {
     assert_eq!(response.status(), 400);
     let reasons: Vec<(String, i32)> = h.rejections(tenant).await;
     assert!(reasons.iter().any(|(reason, _)| reason == "invalid_json"), "{reasons:?}");
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn ingest_past_the_plan_rate_is_429_with_retry_after(pool: PgPool) {
+    the_ingest_rate_holds(Harness::start(pool).await).await;
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn the_ingest_rate_holds_per_process_while_redis_is_down(pool: PgPool) {
+    the_ingest_rate_holds(Harness::start_on(pool, redis_at("redis://127.0.0.1:1")).await).await;
+}
+
+async fn the_ingest_rate_holds(h: Harness) {
+    let (tenant, source) = h.setup(Plan::Starter).await;
+    let overrides = relay_core::plan::LimitOverrides {
+        ingest_per_second: Some(1),
+        ingest_burst: Some(3),
+        ..Default::default()
+    };
+    let update = tenants::TenantUpdate { overrides: Some(overrides), ..tenants::TenantUpdate::default() };
+    tenants::update_tenant(&h.pool, tenant, &update).await.unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let response = h.post_signed(source, &event(&format!("r{i}"))).await;
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let retry_after: u64 =
+                response.headers()["retry-after"].to_str().unwrap().parse().expect("Retry-After in seconds");
+            assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+            let (_, code, _) = problem(response).await;
+            assert_eq!(code, "rate_limited");
+        }
+    }
+    // The burst passes; past it the plan's rate holds (one more may conform if a second passed).
+    assert_eq!(&statuses[..3], [200, 200, 200], "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(h.events(tenant).await, statuses.iter().filter(|s| **s == 200).count() as i64);
+    // Another tenant is not held back by this one.
+    let (other, other_source) = h.setup(Plan::Starter).await;
+    assert_eq!(h.post_signed(other_source, &event("o1")).await.status(), 200);
+    assert_eq!(h.events(other).await, 1);
 }

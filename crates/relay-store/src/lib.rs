@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod handoff;
 pub mod ingest;
+pub mod ingest_limit;
 pub mod keyset;
 pub mod limiter;
 pub mod listen;

@@ -105,17 +105,18 @@ async fn update_tenant_changes_plan_status_and_merges_overrides(pool: PgPool) {
         .patch(
             &path,
             &app.operator,
-            json!({"plan": "pro", "status": "suspended", "limits": {"burst": 7, "sources": 9}}),
+            json!({"plan": "pro", "status": "suspended", "limits": {"burst": 7, "sources": 9, "ingest_per_second": 3}}),
         )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     assert_eq!((res.body["plan"].as_str(), res.body["status"].as_str()), (Some("pro"), Some("suspended")));
     assert_eq!(res.body["limits"]["burst"], 7);
     assert_eq!(res.body["limits"]["sources"], 9);
+    assert_eq!(res.body["limits"]["ingest_per_second"], 3);
     assert_eq!(res.body["limits"]["destinations"], 25);
     // `null` removes one override; the others stay.
     let res = app.patch(&path, &app.operator, json!({"limits": {"sources": null}})).await;
-    assert_eq!(res.body["limit_overrides"], json!({"burst": 7}));
+    assert_eq!(res.body["limit_overrides"], json!({"burst": 7, "ingest_per_second": 3}));
     assert_eq!(res.body["limits"]["sources"], 5);
     // `"limits": null` removes them all.
     let res = app.patch(&path, &app.operator, json!({"limits": null})).await;
@@ -133,6 +134,11 @@ async fn update_tenant_changes_plan_status_and_merges_overrides(pool: PgPool) {
             "limits.deliveries_per_second",
         ),
         (json!({"limits": {"burst": 0}}), StatusCode::UNPROCESSABLE_ENTITY, "limits.burst"),
+        (
+            json!({"limits": {"ingest_per_second": 0}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limits.ingest_per_second",
+        ),
         (
             json!({"limits": {"retention_days": 4_000_000}}),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -192,6 +198,10 @@ async fn list_plans_shows_the_plan_table(pool: PgPool) {
     assert_eq!(names, ["free", "starter", "growth", "pro", "enterprise"]);
     assert_eq!(plans[0]["limits"]["webhooks"], false);
     assert_eq!(plans[4]["limits"]["deliveries_per_second"], 1000);
+    assert_eq!(
+        (&plans[1]["limits"]["ingest_per_second"], &plans[1]["limits"]["ingest_burst"]),
+        (&json!(50), &json!(500))
+    );
     assert_eq!(plans[3]["limits"]["retry_window_seconds"], 259_200);
     assert!(res.body["next_cursor"].is_null());
 }

@@ -63,7 +63,8 @@ impl Tally {
         let minute = minute_now();
         let mut state = self.lock();
         let State { windows, due } = &mut *state;
-        let window = windows.entry((source, reason)).or_insert(Window { minute, recorded: 0, last: None, counted: 0 });
+        let window =
+            windows.entry((source, reason)).or_insert(Window { minute, recorded: 0, last: None, counted: 0 });
         if window.minute != minute {
             close(window, due);
             *window = Window { minute, recorded: 0, last: None, counted: 0 };

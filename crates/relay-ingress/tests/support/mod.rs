@@ -35,12 +35,17 @@ impl Harness {
     /// The ingress with its defaults, except that it never sheds load: tests share a busy
     /// machine, and shedding has a test of its own (`overload.rs`).
     pub async fn start(pool: PgPool) -> Harness {
+        Self::start_on(pool, redis_at("redis://127.0.0.1:6379")).await
+    }
+
+    /// As [`Harness::start`], on `redis`.
+    pub async fn start_on(pool: PgPool, redis: Redis) -> Harness {
         let writer = relay_ingress::WriterConfig {
             max_wait: std::time::Duration::from_secs(30),
             ..Default::default()
         };
         let config = IngressConfig { writer, ..IngressConfig::default() };
-        Self::start_with(pool, redis_at("redis://127.0.0.1:6379"), config).await
+        Self::start_with(pool, redis, config).await
     }
 
     pub async fn start_with(pool: PgPool, redis: Redis, config: IngressConfig) -> Harness {
