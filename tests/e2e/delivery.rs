@@ -115,3 +115,24 @@ async fn redelivery_and_replay_send_new_attempts_with_their_trigger() {
     assert_eq!(triggers, ["replay", "manual", "auto"], "newest first");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn redelivering_an_attempt_in_flight_sends_the_next_attempt_number() {
+    let app = App::start().await;
+    let receiver = Receiver::start().await;
+    receiver.delay(Duration::from_millis(1500));
+    let t = app.tenant_with_source("starter").await;
+    destination(&app.client, &app.base, &t.token, json!({"url": receiver.url})).await;
+    assert_eq!(ingest(&app.client, &t.ingest_url, &wap_event("evt_inflight")).await, 200);
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    // The first attempt is still waiting for its answer: redeliver now.
+    let (_, deliveries) = app.api(Method::GET, "/v1/deliveries", &t.token, None).await;
+    let delivery_id = deliveries["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) =
+        app.api(Method::POST, &format!("/v1/deliveries/{delivery_id}/redeliver"), &t.token, None).await;
+    assert_eq!(status, 202);
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    let numbers: Vec<&str> = got.iter().map(|r| r.headers["x-relay-attempt"].to_str().unwrap()).collect();
+    assert_eq!(numbers, ["1", "2"], "each attempt has its own number");
+    app.stop().await;
+}

@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod crash;
 mod delivery;
+mod faults;
 mod http;
 mod postgres_restart;
 mod redis_outage;

@@ -254,14 +254,7 @@ pub fn sign_hex(secret: &str, body: &[u8]) -> String {
 /// there was none).
 pub async fn ingest(client: &reqwest::Client, ingest_url: &str, body: &str) -> u16 {
     for _ in 0..100 {
-        let sent = client
-            .post(ingest_url)
-            .header("content-type", "application/json")
-            .header("x-wap-signature", format!("sha256={}", sign_hex(WAP_SECRET, body.as_bytes())))
-            .body(body.to_owned())
-            .send()
-            .await;
-        let Ok(response) = sent else { return 0 };
+        let Some(response) = post_event(client, ingest_url, body).await else { return 0 };
         let status = response.status().as_u16();
         let shed = status == 503 && response.text().await.unwrap_or_default().contains("\"overloaded\"");
         if !shed {
@@ -270,6 +263,22 @@ pub async fn ingest(client: &reqwest::Client, ingest_url: &str, body: &str) -> u
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     503
+}
+
+/// One signed POST of `body`: its status, 0 when there was no answer.
+pub async fn ingest_once(client: &reqwest::Client, ingest_url: &str, body: &str) -> u16 {
+    post_event(client, ingest_url, body).await.map_or(0, |r| r.status().as_u16())
+}
+
+async fn post_event(client: &reqwest::Client, ingest_url: &str, body: &str) -> Option<reqwest::Response> {
+    client
+        .post(ingest_url)
+        .header("content-type", "application/json")
+        .header("x-wap-signature", format!("sha256={}", sign_hex(WAP_SECRET, body.as_bytes())))
+        .body(body.to_owned())
+        .send()
+        .await
+        .ok()
 }
 
 /// One request a receiver got.

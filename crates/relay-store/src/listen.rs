@@ -4,6 +4,9 @@
 //! of the process (the config caches, the dispatcher's wake-up) uses it, so they agree on what a
 //! lost connection means.
 //!
+//! The connection is the listener's own, outside the pool, so listening never takes a
+//! connection that requests need: a process opens its pool's connections plus one per listener.
+//!
 //! Invariant: `Heard::Lost` is reported before any reconnection, and `Heard::Listening` only once
 //! every channel is listened to; notifications sent while not listening are lost, so a watcher
 //! must treat `Listening` as "anything may have changed meanwhile".
@@ -11,7 +14,7 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use uuid::Uuid;
 
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
@@ -34,17 +37,29 @@ pub enum Heard<'a> {
 }
 
 /// Listens on `channels` forever, calling `hear` for each event. `name` appears in the logs.
-/// Returns once the pool is closed (the process is stopping).
+/// Returns once `pool` is closed (the process is stopping); the listener connects with `pool`'s
+/// options but not through it.
 pub async fn listen(pool: PgPool, channels: &[&str], name: &str, mut hear: impl FnMut(Heard<'_>) + Send) {
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(pool.connect_options().as_ref().clone());
+    let stopping = pool.close_event();
+    tokio::pin!(stopping);
     while !pool.is_closed() {
-        match PgListener::connect_with(&pool).await {
+        match PgListener::connect_with(&own).await {
             Ok(mut listener) => match listener.listen_all(channels.iter().copied()).await {
                 Ok(()) => {
                     hear(Heard::Listening);
                     // try_recv, not recv: recv would reconnect silently and hide the
                     // notifications missed meanwhile.
                     loop {
-                        match listener.try_recv().await {
+                        let received = tokio::select! {
+                            received = listener.try_recv() => received,
+                            () = &mut stopping => break,
+                        };
+                        match received {
                             Ok(Some(n)) => {
                                 hear(Heard::Notification { channel: n.channel(), payload: n.payload() })
                             }
@@ -66,8 +81,12 @@ pub async fn listen(pool: PgPool, channels: &[&str], name: &str, mut hear: impl 
             },
             Err(e) => tracing::debug!(listener = name, error = %e, "LISTEN cannot connect; retrying"),
         }
-        tokio::time::sleep(RECONNECT_PAUSE).await;
+        tokio::select! {
+            () = tokio::time::sleep(RECONNECT_PAUSE) => {}
+            () = &mut stopping => break,
+        }
     }
+    own.close().await;
 }
 
 /// One announcement on [`CONFIG_CHANNEL`].
