@@ -38,7 +38,8 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceIn {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters (surrounding spaces trimmed), not only spaces, no U+0000.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*\S[^\u0000]*$")]
     pub name: String,
     /// The signing secret WAPing uses (8 to 1024 characters; a `whsec_` secret for
     /// `standard_webhooks`). Required unless `verification.scheme` is `none`.
@@ -54,6 +55,8 @@ pub struct SourceIn {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourcePatch {
+    /// 1 to 200 characters (surrounding spaces trimmed), not only spaces, no U+0000.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*\S[^\u0000]*$")]
     pub name: Option<String>,
     pub secret: Option<String>,
     pub verification: Option<VerificationConfig>,

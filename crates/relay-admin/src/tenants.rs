@@ -263,7 +263,8 @@ impl LimitsPatch {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantIn {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters (surrounding spaces trimmed), not only spaces, no U+0000.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*\S[^\u0000]*$")]
     pub name: String,
     pub plan: PlanName,
 }
@@ -272,6 +273,8 @@ pub struct TenantIn {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
+    /// 1 to 200 characters (surrounding spaces trimmed), not only spaces, no U+0000.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*\S[^\u0000]*$")]
     pub name: Option<String>,
     pub plan: Option<PlanName>,
     pub status: Option<TenantStatusName>,
@@ -317,6 +320,7 @@ impl From<&Tenant> for TenantOut {
 #[serde(deny_unknown_fields)]
 pub struct TokenIn {
     /// Lifetime in seconds: 60 to 31622400 (366 days); default 2592000 (30 days).
+    #[schema(minimum = 60, maximum = 31_622_400)]
     pub ttl_seconds: Option<u64>,
 }
 
