@@ -127,3 +127,26 @@ async fn a_pool_far_smaller_than_the_load_answers_503_never_500_and_loses_nothin
     assert_eq!(ids.len(), sent, "every acknowledged event arrived");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_destination_answering_huge_headers_costs_at_most_8_kib_per_attempt() {
+    let app = App::start().await;
+    let receiver = Receiver::start().await;
+    for i in 0..30 {
+        receiver.respond_header(&format!("x-big-{i}"), &"v".repeat(3000));
+    }
+    let t = app.tenant_with_source("starter").await;
+    let (dest_id, _) = destination(&app.client, &app.base, &t.token, json!({"url": receiver.url})).await;
+    assert_eq!(ingest(&app.client, &t.ingest_url, &wap_event("evt_headers")).await, 200);
+    let attempt = eventually(Duration::from_secs(10), "the attempt to be recorded", || async {
+        attempts(&app, &t.token, &dest_id).await.into_iter().next()
+    })
+    .await;
+    let headers = attempt["response_headers"].as_object().expect("response headers are kept");
+    let bytes: usize = headers.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+    assert!(bytes <= 8 * 1024 + 200, "{bytes} bytes of headers kept");
+    let note = headers["x-relay-headers-truncated"].as_str().expect("the cut is noted");
+    assert!(note.contains("cut"), "{note}");
+    assert_eq!(attempt["outcome"], "success");
+    app.stop().await;
+}

@@ -55,3 +55,36 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
     assert!(read.is_ok(), "the connection was still open after 30 s");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn connections_past_the_bound_get_a_503_problem() {
+    let (db, prefix) = fresh_names().await;
+    let mut args = settings_args(&db, &prefix);
+    args.max_connections = Some(4);
+    let app = App::start_with(args, None).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // The listener counts a connection once it accepted it: poll until the fifth is refused.
+    let answer = eventually(Duration::from_secs(10), "a connection past the bound to be refused", || async {
+        let mut extra = tokio::net::TcpStream::connect(&addr).await.ok()?;
+        extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.ok()?;
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut buf)).await.ok()?.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        text.starts_with("HTTP/1.1 503").then_some(text)
+    })
+    .await;
+    assert!(answer.contains("application/problem+json") && answer.contains("\"overloaded\""), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after"), "{answer}");
+    // Once they close, new connections are served again.
+    drop(held);
+    eventually(Duration::from_secs(10), "service after the held connections closed", || async {
+        let response = app.client.get(format!("{}/healthz", app.base)).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
