@@ -173,22 +173,25 @@ impl Lane {
         (claimed, event)
     }
 
+    /// The releases of `fresh`'s leases, unattempted, due at `at` (now when `None`).
+    fn releases(&self, fresh: &[Fresh], at: Option<OffsetDateTime>) -> Vec<Release> {
+        let release = |f: &Fresh| Release {
+            tenant_id: f.tenant_id,
+            id: f.id,
+            lease_token: self.token,
+            at,
+            attempted: false,
+        };
+        fresh.iter().map(release).collect()
+    }
+
     /// Gives the leases of `fresh` back (due at `at`, now when `None`). A failure leaves the
     /// leases to end by themselves.
     async fn give_back(&self, fresh: &[Fresh], at: Option<OffsetDateTime>) {
         if fresh.is_empty() {
             return;
         }
-        let releases: Vec<Release> = fresh
-            .iter()
-            .map(|f| Release {
-                tenant_id: f.tenant_id,
-                id: f.id,
-                lease_token: self.token,
-                at,
-                attempted: false,
-            })
-            .collect();
+        let releases = self.releases(fresh, at);
         if let Err(e) = release_leases(&self.shared.pool, &releases).await {
             tracing::warn!(error = %e, count = releases.len(), "could not give lane leases back; they end by themselves");
         }
@@ -232,16 +235,7 @@ impl Handoff for Lane {
             // Shutting down: nobody here will attempt these; hand them to the fleet now rather
             // than when their leases end.
             drop(state);
-            let releases: Vec<Release> = fresh
-                .iter()
-                .map(|f| Release {
-                    tenant_id: f.tenant_id,
-                    id: f.id,
-                    lease_token: self.token,
-                    at: None,
-                    attempted: false,
-                })
-                .collect();
+            let releases = self.releases(&fresh, None);
             let pool = self.shared.pool.clone();
             tokio::spawn(async move {
                 let _ = release_leases(&pool, &releases).await;
