@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use relay_core::destination as defaults;
 use relay_core::secret::{MasterKey, Secret, WebhookSecret};
 use relay_core::{DestinationId, SourceId, TenantId};
 use relay_http::{ApiError, ApiJson};
@@ -300,12 +301,14 @@ pub(crate) async fn create_destination(
         headers: stored_headers::seal(&state.master_key, &headers),
         enabled: input.enabled.unwrap_or(true),
         disabled_reason: None,
-        timeout_ms: input.timeout_ms.map_or(10_000, to_i32),
+        timeout_ms: to_i32(input.timeout_ms.unwrap_or(defaults::TIMEOUT_MS)),
         rate_limit_per_second: input.rate_limit_per_second.map(to_i32),
-        max_in_flight: input.max_in_flight.map_or(16, to_i32),
-        initial_delay_ms: 5_000,
-        max_delay_ms: 3_600_000,
-        window_seconds: to_i32(max_window.min(86_400)),
+        max_in_flight: to_i32(input.max_in_flight.unwrap_or(defaults::MAX_IN_FLIGHT)),
+        initial_delay_ms: to_i64(defaults::RETRY.initial_delay_ms),
+        max_delay_ms: to_i64(defaults::RETRY.max_delay_ms),
+        window_seconds: to_i32(
+            max_window.min(u32::try_from(defaults::RETRY.window_seconds).unwrap_or(u32::MAX)),
+        ),
     };
     let retry = input.retry_policy.unwrap_or_default();
     apply_retry(&mut draft, &retry);

@@ -16,7 +16,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { initial_delay_ms: 5_000, max_delay_ms: 3_600_000, window_seconds: 86_400 }
+        crate::destination::RETRY
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use relay_core::address::{AddressError, check_destination, parse_destination_url};
+use relay_core::destination as defaults;
 use relay_core::plan::Limits;
 use relay_core::retry::RetryPolicy;
 use relay_core::secret::{MasterKey, WebhookSecret};
@@ -62,13 +63,17 @@ pub(crate) fn prepare(
         blocked,
         custom_headers: custom_headers(headers.iter()),
         secrets,
-        timeout: Duration::from_millis(u64::try_from(row.timeout_ms).unwrap_or(10_000).clamp(1, 30_000)),
+        timeout: Duration::from_millis(
+            u64::try_from(row.timeout_ms)
+                .unwrap_or(defaults::TIMEOUT_MS.into())
+                .clamp(1, defaults::MAX_TIMEOUT_MS.into()),
+        ),
         policy: RetryPolicy {
             initial_delay_ms: u64::try_from(row.initial_delay_ms).unwrap_or(5_000).max(1),
             max_delay_ms: u64::try_from(row.max_delay_ms).unwrap_or(3_600_000).max(1),
             window_seconds: window,
         },
-        max_in_flight: u32::try_from(row.max_in_flight).unwrap_or(16).max(1),
+        max_in_flight: u32::try_from(row.max_in_flight).unwrap_or(defaults::MAX_IN_FLIGHT).max(1),
         rate_per_second: row.rate_limit_per_second.and_then(|r| u32::try_from(r).ok()).filter(|&r| r > 0),
         tenant_rate: limits.deliveries_per_second,
         tenant_burst: limits.burst.max(1),

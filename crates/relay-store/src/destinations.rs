@@ -171,7 +171,7 @@ pub async fn list_fanout_destinations(
                 device_ids: r.device_ids,
             },
             max_in_flight: u32::try_from(r.max_in_flight).unwrap_or(1).max(1),
-            timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(10_000),
+            timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(relay_core::destination::TIMEOUT_MS),
         })
         .collect())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use relay_core::SourceId;
 use relay_core::address::{self, AddressError, DestinationHost};
+use relay_core::destination as defaults;
 use relay_core::filter::validate_pattern;
 use relay_http::ApiError;
 use relay_store::destinations::DestinationUpdate;
@@ -131,11 +132,11 @@ pub(crate) fn check_settings(
             return Err(ApiError::validation(format!("device_ids[{i}]: must be 1 to 256 characters")));
         }
     }
-    in_range("timeout_ms", u.timeout_ms, 1, 30_000)?;
+    in_range("timeout_ms", u.timeout_ms, 1, defaults::MAX_TIMEOUT_MS as i32)?;
     if let Some(rate) = u.rate_limit_per_second {
         in_range("rate_limit_per_second", rate, 1, 100_000)?;
     }
-    in_range("max_in_flight", u.max_in_flight, 1, 1000)?;
+    in_range("max_in_flight", u.max_in_flight, 1, defaults::MAX_IN_FLIGHT_LIMIT as i32)?;
     in_range("retry_policy.initial_delay_ms", u.initial_delay_ms, 1, MAX_DELAY_MS)?;
     in_range("retry_policy.max_delay_ms", u.max_delay_ms, u.initial_delay_ms, MAX_DELAY_MS)?;
     let max_window = if window_changed { i32::try_from(max_window).unwrap_or(i32::MAX) } else { i32::MAX };

@@ -1,7 +1,7 @@
 //! Findings of the outside review, each through the public API: text that Postgres cannot store
 //! (U+0000) is refused naming where it was, destination hosts that do not resolve yet are
 //! accepted while refusals never reveal a resolved address, and custom headers that would not be
-//! sent are refused when saved.
+//! sent are refused when saved. Destination defaults are one rule for the API and the schema.
 
 use axum::http::StatusCode;
 use relay_store::PgPool;
@@ -107,4 +107,40 @@ async fn custom_headers_that_would_not_be_sent_are_refused(pool: PgPool) {
     let ok =
         app.post("/v1/destinations", &t.token, json!({"url": PUBLIC_URL, "headers": {"X-Team": "a"}})).await;
     assert_eq!(ok.status, StatusCode::CREATED);
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn destination_defaults_are_one_rule_for_the_api_and_the_schema(pool: PgPool) {
+    use relay_core::destination as defaults;
+    let app = TestApp::new(pool);
+    let t = app.tenant("pro").await;
+    let res = app.post("/v1/destinations", &t.token, json!({"url": PUBLIC_URL})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    let d = &res.body;
+    assert_eq!((d["timeout_ms"].as_u64(), d["max_in_flight"].as_u64()), (Some(10_000), Some(16)));
+    assert_eq!(d["timeout_ms"], defaults::TIMEOUT_MS);
+    assert_eq!(d["max_in_flight"], defaults::MAX_IN_FLIGHT);
+    assert_eq!(d["retry_policy"]["initial_delay_ms"], defaults::RETRY.initial_delay_ms);
+    assert_eq!(d["retry_policy"]["max_delay_ms"], defaults::RETRY.max_delay_ms);
+    assert_eq!(d["retry_policy"]["window_seconds"], defaults::RETRY.window_seconds);
+    // A row written without the settings (by SQL, an older relay) gets the same values.
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT column_name::text, column_default FROM information_schema.columns \
+         WHERE table_name = 'destinations' \
+         AND column_name IN ('timeout_ms', 'max_in_flight', 'initial_delay_ms', 'max_delay_ms', 'window_seconds') \
+         ORDER BY column_name",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let expected = [
+        ("initial_delay_ms", defaults::RETRY.initial_delay_ms),
+        ("max_delay_ms", defaults::RETRY.max_delay_ms),
+        ("max_in_flight", u64::from(defaults::MAX_IN_FLIGHT)),
+        ("timeout_ms", u64::from(defaults::TIMEOUT_MS)),
+        ("window_seconds", defaults::RETRY.window_seconds),
+    ];
+    let found: Vec<(&str, u64)> =
+        columns.iter().map(|(name, default)| (name.as_str(), default.parse().unwrap())).collect();
+    assert_eq!(found, expected);
 }
