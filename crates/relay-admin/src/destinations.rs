@@ -32,8 +32,6 @@ use crate::extract::{ApiQuery, OptionalJson, Page, PageRequest, double_option, o
 use crate::tenants::ListQuery;
 
 pub(crate) const NOT_FOUND: &str = "destination_not_found";
-const DEFAULT_PREVIOUS_VALID_SECONDS: u32 = 86_400;
-const MAX_PREVIOUS_VALID_SECONDS: u32 = 7 * 86_400;
 const DISABLED_BY_TENANT: &str = "disabled through the admin API";
 
 pub(crate) fn routes() -> OpenApiRouter<AdminState> {
@@ -495,17 +493,13 @@ pub(crate) async fn rotate_destination_secret(
     OptionalJson(input): OptionalJson<DestinationSecretRotateIn>,
 ) -> Result<ApiJson<DestinationSecretOut>, ApiError> {
     let id: DestinationId = path_id(&id, NOT_FOUND)?;
-    let grace = input.unwrap_or_default().previous_valid_seconds.unwrap_or(DEFAULT_PREVIOUS_VALID_SECONDS);
-    if grace > MAX_PREVIOUS_VALID_SECONDS {
-        return Err(ApiError::validation(format!(
-            "previous_valid_seconds: must be between 0 and {MAX_PREVIOUS_VALID_SECONDS}"
-        )));
-    }
+    let asked = input.unwrap_or_default().previous_valid_seconds;
+    let expires = relay_core::secret::previous_valid_until(asked, OffsetDateTime::now_utc())
+        .map_err(ApiError::validation)?;
     let sealed = state.master_key.seal(WebhookSecret::generate().as_secret());
-    let expires = OffsetDateTime::now_utc() + time::Duration::seconds(i64::from(grace));
     let row = store::rotate_destination_secret(&state.pool, auth.tenant_id, id, &sealed, expires)
         .await
         .map_err(or_not_found(NOT_FOUND))?;
-    tracing::info!(tenant.id = %auth.tenant_id, destination.id = %id, previous_valid_seconds = grace, "destination secret rotated");
+    tracing::info!(tenant.id = %auth.tenant_id, destination.id = %id, previous_valid_until = %expires, "destination secret rotated");
     Ok(ApiJson(DestinationSecretOut::new(&state.master_key, &row)?))
 }

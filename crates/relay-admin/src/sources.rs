@@ -24,8 +24,6 @@ use crate::tenants::{ListQuery, validate_name};
 use crate::verification::VerificationConfig;
 
 const NOT_FOUND: &str = "source_not_found";
-const DEFAULT_PREVIOUS_VALID_SECONDS: u32 = 86_400;
-const MAX_PREVIOUS_VALID_SECONDS: u32 = 7 * 86_400;
 
 pub(crate) fn routes() -> OpenApiRouter<AdminState> {
     OpenApiRouter::new()
@@ -278,24 +276,20 @@ pub(crate) async fn rotate_source_secret(
     ApiJson(input): ApiJson<SourceSecretIn>,
 ) -> Result<ApiJson<SourceOut>, ApiError> {
     let id: SourceId = path_id(&id, NOT_FOUND)?;
-    let grace = input.previous_valid_seconds.unwrap_or(DEFAULT_PREVIOUS_VALID_SECONDS);
-    if grace > MAX_PREVIOUS_VALID_SECONDS {
-        return Err(ApiError::validation(format!(
-            "previous_valid_seconds: must be between 0 and {MAX_PREVIOUS_VALID_SECONDS}"
-        )));
-    }
+    let expires =
+        relay_core::secret::previous_valid_until(input.previous_valid_seconds, OffsetDateTime::now_utc())
+            .map_err(ApiError::validation)?;
     let secret = Secret::new(input.secret);
     let mut tx = crate::db::begin(&state.pool).await?;
     let row = store::lock_source(&mut *tx, auth.tenant_id, id).await.map_err(or_not_found(NOT_FOUND))?;
     if row.verification.0.is_verified() {
         check_secret(&row.verification.0, Some(&secret))?;
     }
-    let expires = OffsetDateTime::now_utc() + time::Duration::seconds(i64::from(grace));
     let sealed = state.master_key.seal(&secret);
     let row = store::rotate_source_secret(&mut *tx, auth.tenant_id, id, &sealed, &secret.hint(), expires)
         .await
         .map_err(or_not_found(NOT_FOUND))?;
     crate::db::commit(tx).await?;
-    tracing::info!(tenant.id = %auth.tenant_id, source.id = %id, previous_valid_seconds = grace, "source secret rotated");
+    tracing::info!(tenant.id = %auth.tenant_id, source.id = %id, previous_valid_until = %expires, "source secret rotated");
     Ok(ApiJson(SourceOut::new(&row, &state.public_url)))
 }

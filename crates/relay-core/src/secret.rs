@@ -162,9 +162,40 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// How long the previous secret keeps working after a rotation when the tenant does not say.
+pub const DEFAULT_PREVIOUS_VALID_SECONDS: u32 = 86_400;
+/// The longest the previous secret may keep working.
+pub const MAX_PREVIOUS_VALID_SECONDS: u32 = 7 * 86_400;
+
+/// The rotation grace rule, for source and destination secrets alike: when the previous secret
+/// stops working after a rotation at `now` (`asked` seconds, the default when `None`), or the
+/// error to answer when `asked` is too long.
+pub fn previous_valid_until(
+    asked: Option<u32>,
+    now: time::OffsetDateTime,
+) -> Result<time::OffsetDateTime, String> {
+    let grace = asked.unwrap_or(DEFAULT_PREVIOUS_VALID_SECONDS);
+    if grace > MAX_PREVIOUS_VALID_SECONDS {
+        return Err(format!("previous_valid_seconds: must be between 0 and {MAX_PREVIOUS_VALID_SECONDS}"));
+    }
+    Ok(now + time::Duration::seconds(i64::from(grace)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_previous_secret_works_a_day_by_default_and_a_week_at_most() {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(previous_valid_until(None, now), Ok(now + time::Duration::days(1)));
+        assert_eq!(previous_valid_until(Some(0), now), Ok(now));
+        assert_eq!(
+            previous_valid_until(Some(MAX_PREVIOUS_VALID_SECONDS), now),
+            Ok(now + time::Duration::days(7))
+        );
+        assert!(previous_valid_until(Some(MAX_PREVIOUS_VALID_SECONDS + 1), now).is_err());
+    }
 
     #[test]
     fn debug_never_shows_the_value() {
