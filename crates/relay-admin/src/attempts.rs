@@ -26,30 +26,7 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
     OpenApiRouter::new().routes(routes!(list_delivery_attempts)).routes(routes!(list_attempts))
 }
 
-/// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Success,
-    HttpError,
-    Timeout,
-    ConnectError,
-    TlsError,
-    Blocked,
-}
-
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Success => "success",
-            Self::HttpError => "http_error",
-            Self::Timeout => "timeout",
-            Self::ConnectError => "connect_error",
-            Self::TlsError => "tls_error",
-            Self::Blocked => "blocked",
-        }
-    }
-}
+pub use relay_core::vocab::AttemptOutcome;
 
 /// One HTTP attempt of a delivery.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -109,7 +86,7 @@ pub struct AttemptsQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     pub destination_id: Option<String>,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<AttemptOutcome>,
 }
 
 /// Lists a delivery's attempts, newest first.

@@ -28,24 +28,7 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
     OpenApiRouter::new().routes(routes!(list_deliveries)).routes(routes!(get_delivery))
 }
 
-/// A delivery's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    Pending,
-    Succeeded,
-    Failed,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-        }
-    }
-}
+pub use relay_core::vocab::DeliveryStatus;
 
 /// One event's delivery to one destination.
 #[derive(Debug, Clone, Serialize, ToSchema)]

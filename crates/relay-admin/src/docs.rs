@@ -69,7 +69,7 @@ pub struct Unavailable(pub Problem);
     ),
     components(
         // Schemas used only by query parameters are not collected from the routes: list them.
-        schemas(Problem, crate::attempts::Outcome, crate::deliveries::DeliveryStatus),
+        schemas(Problem, crate::attempts::AttemptOutcome, crate::deliveries::DeliveryStatus),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, UnsupportedMediaType,
             ValidationFailed, Internal, Unavailable)
     ),

@@ -32,7 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::{AuthError, Claims, JwtKeys, OperatorAuth, Role, TenantAuth, WeakJwtSecret, issue_token};
-pub use tenants::{LimitsOut, PlanName, TenantOut, TokenOut};
+pub use tenants::{LimitsOut, TenantOut, TokenOut};
 
 /// What the admin handlers need.
 #[derive(Clone)]

@@ -33,69 +33,6 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(list_plans))
 }
 
-/// A plan's name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = Plan)]
-pub enum PlanName {
-    Free,
-    Starter,
-    Growth,
-    Pro,
-    Enterprise,
-}
-
-impl From<PlanName> for Plan {
-    fn from(p: PlanName) -> Plan {
-        match p {
-            PlanName::Free => Plan::Free,
-            PlanName::Starter => Plan::Starter,
-            PlanName::Growth => Plan::Growth,
-            PlanName::Pro => Plan::Pro,
-            PlanName::Enterprise => Plan::Enterprise,
-        }
-    }
-}
-
-impl From<Plan> for PlanName {
-    fn from(p: Plan) -> PlanName {
-        match p {
-            Plan::Free => PlanName::Free,
-            Plan::Starter => PlanName::Starter,
-            Plan::Growth => PlanName::Growth,
-            Plan::Pro => PlanName::Pro,
-            Plan::Enterprise => PlanName::Enterprise,
-        }
-    }
-}
-
-/// Whether a tenant's sources accept events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = TenantStatus)]
-pub enum TenantStatusName {
-    Active,
-    Suspended,
-}
-
-impl From<TenantStatus> for TenantStatusName {
-    fn from(s: TenantStatus) -> Self {
-        match s {
-            TenantStatus::Active => Self::Active,
-            TenantStatus::Suspended => Self::Suspended,
-        }
-    }
-}
-
-impl From<TenantStatusName> for TenantStatus {
-    fn from(s: TenantStatusName) -> Self {
-        match s {
-            TenantStatusName::Active => Self::Active,
-            TenantStatusName::Suspended => Self::Suspended,
-        }
-    }
-}
-
 /// A tenant's limits (CONTRACT §6).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LimitsOut {
@@ -266,7 +203,7 @@ pub struct TenantIn {
     /// 1 to 200 characters (surrounding spaces trimmed), not only spaces, no U+0000.
     #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*\S[^\u0000]*$")]
     pub name: String,
-    pub plan: PlanName,
+    pub plan: Plan,
 }
 
 /// Changes to a tenant; missing fields stay as they are.
@@ -276,8 +213,8 @@ pub struct TenantPatch {
     /// 1 to 200 characters (surrounding spaces trimmed), not only spaces, no U+0000.
     #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*\S[^\u0000]*$")]
     pub name: Option<String>,
-    pub plan: Option<PlanName>,
-    pub status: Option<TenantStatusName>,
+    pub plan: Option<Plan>,
+    pub status: Option<TenantStatus>,
     /// Overrides to set (value) or remove (`null`); `"limits": null` removes every override.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<LimitsPatch>)]
@@ -289,8 +226,8 @@ pub struct TenantPatch {
 pub struct TenantOut {
     pub id: String,
     pub name: String,
-    pub plan: PlanName,
-    pub status: TenantStatusName,
+    pub plan: Plan,
+    pub status: TenantStatus,
     /// The plan's limits with the overrides applied.
     pub limits: LimitsOut,
     pub limit_overrides: LimitOverridesOut,
@@ -305,8 +242,8 @@ impl From<&Tenant> for TenantOut {
         Self {
             id: t.id.to_string(),
             name: t.name.clone(),
-            plan: t.plan.into(),
-            status: t.status.into(),
+            plan: t.plan,
+            status: t.status,
             limits: t.limits().into(),
             limit_overrides: (&t.overrides).into(),
             created_at: t.created_at,
@@ -335,7 +272,7 @@ pub struct TokenOut {
 /// A plan and its default limits.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PlanOut {
-    pub name: PlanName,
+    pub name: Plan,
     pub limits: LimitsOut,
 }
 
@@ -370,7 +307,7 @@ pub(crate) async fn create_tenant(
     ApiJson(input): ApiJson<TenantIn>,
 ) -> Result<(StatusCode, ApiJson<TenantOut>), ApiError> {
     let name = validate_name("name", &input.name)?;
-    let tenant = store::insert_tenant(&state.pool, &name, input.plan.into()).await?;
+    let tenant = store::insert_tenant(&state.pool, &name, input.plan).await?;
     tracing::info!(tenant.id = %tenant.id, plan = %tenant.plan, "tenant created");
     Ok((StatusCode::CREATED, ApiJson(TenantOut::from(&tenant))))
 }
@@ -433,12 +370,7 @@ pub(crate) async fn update_tenant(
             Some(overrides)
         }
     };
-    let update = TenantUpdate {
-        name,
-        plan: patch.plan.map(Plan::from),
-        status: patch.status.map(TenantStatus::from),
-        overrides,
-    };
+    let update = TenantUpdate { name, plan: patch.plan, status: patch.status, overrides };
     let tenant = store::update_tenant(&mut *tx, id, &update).await.map_err(or_not_found(NOT_FOUND))?;
     crate::db::commit(tx).await?;
     tracing::info!(tenant.id = %tenant.id, plan = %tenant.plan, status = tenant.status.as_str(), "tenant updated");
@@ -476,7 +408,6 @@ pub(crate) async fn create_tenant_token(
     responses((status = 200, description = "Every plan", body = Page<PlanOut>)),
     security(("bearer" = [])))]
 pub(crate) async fn list_plans(_auth: OperatorAuth) -> ApiJson<Page<PlanOut>> {
-    let plans =
-        Plan::ALL.into_iter().map(|p| PlanOut { name: p.into(), limits: p.limits().into() }).collect();
+    let plans = Plan::ALL.into_iter().map(|p| PlanOut { name: p, limits: p.limits().into() }).collect();
     ApiJson(Page::all(plans))
 }

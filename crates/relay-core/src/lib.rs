@@ -18,5 +18,6 @@ pub mod secret;
 pub mod sign;
 pub mod text;
 pub mod verify;
+pub mod vocab;
 
 pub use ids::{AttemptId, DeliveryId, DestinationId, EventId, RejectionId, SourceId, TenantId};

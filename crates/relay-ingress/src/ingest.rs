@@ -154,7 +154,7 @@ async fn accept(
         }
     };
 
-    let status = TenantStatus::parse(&found.tenant_status).map_err(|e| store_error(&e))?;
+    let status = TenantStatus::parse(&found.tenant_status).map_err(|e| store_error(&e.into()))?;
     if status == TenantStatus::Suspended {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "tenant_suspended", "the tenant is suspended"));
     }

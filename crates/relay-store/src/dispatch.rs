@@ -22,32 +22,7 @@ use uuid::Uuid;
 use crate::destinations::{DESTINATION_COLUMNS, DestinationRow};
 use crate::error::{Result, StoreError};
 
-/// What causes an attempt: `auto` (ingest, retry), `manual` (redeliver) or `replay`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Trigger {
-    Auto,
-    Manual,
-    Replay,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Auto => "auto",
-            Trigger::Manual => "manual",
-            Trigger::Replay => "replay",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Trigger::Auto),
-            "manual" => Ok(Trigger::Manual),
-            "replay" => Ok(Trigger::Replay),
-            other => Err(StoreError::Corrupt(format!("delivery trigger {other}"))),
-        }
-    }
-}
+pub use relay_core::vocab::Trigger;
 
 /// An enabled destination with due deliveries, its tenant's limits, and how many rows are due
 /// (counted up to the cap the caller gave).

@@ -21,29 +21,7 @@ use uuid::Uuid;
 use crate::dispatch::Trigger;
 use crate::error::Result;
 
-/// How an attempt ended (CONTRACT §5, attempts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AttemptOutcome {
-    Success,
-    HttpError,
-    Timeout,
-    ConnectError,
-    TlsError,
-    Blocked,
-}
-
-impl AttemptOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Success => "success",
-            AttemptOutcome::HttpError => "http_error",
-            AttemptOutcome::Timeout => "timeout",
-            AttemptOutcome::ConnectError => "connect_error",
-            AttemptOutcome::TlsError => "tls_error",
-            AttemptOutcome::Blocked => "blocked",
-        }
-    }
-}
+pub use relay_core::vocab::AttemptOutcome;
 
 /// The delivery's state after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

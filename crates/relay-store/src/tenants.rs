@@ -9,29 +9,7 @@ use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TenantStatus {
-    Active,
-    Suspended,
-}
-
-impl TenantStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TenantStatus::Active => "active",
-            TenantStatus::Suspended => "suspended",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "active" => Ok(TenantStatus::Active),
-            "suspended" => Ok(TenantStatus::Suspended),
-            other => Err(StoreError::Corrupt(format!("tenant status {other}"))),
-        }
-    }
-}
+pub use relay_core::vocab::TenantStatus;
 
 #[derive(Debug, Clone)]
 pub struct Tenant {

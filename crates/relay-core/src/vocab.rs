@@ -1,0 +1,125 @@
+//! The shared vocabulary: the states and kinds every crate stores, reads and shows — a
+//! delivery's status, how an attempt ended, what triggered it, a tenant's status (the plan is in
+//! [`crate::plan`]). Each is written once here, with its one text form; store rows and API types
+//! use these types. With the `utoipa` feature each is also an OpenAPI schema.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A text that is not a value of the vocabulary `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{value}`")]
+pub struct Unknown {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Result<Self, Unknown> {
+                s.parse()
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Unknown;
+
+            fn from_str(s: &str) -> Result<Self, Unknown> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| Unknown { kind: $kind, value: s.to_owned() })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// A delivery's state.
+    DeliveryStatus, "delivery status" {
+        Pending => "pending",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+}
+
+vocabulary! {
+    /// How an attempt ended (CONTRACT §5, attempts).
+    AttemptOutcome, "attempt outcome" {
+        Success => "success",
+        HttpError => "http_error",
+        Timeout => "timeout",
+        ConnectError => "connect_error",
+        TlsError => "tls_error",
+        Blocked => "blocked",
+    }
+}
+
+vocabulary! {
+    /// What causes an attempt: `auto` (ingest, retry), `manual` (redeliver) or `replay`.
+    Trigger, "trigger" {
+        Auto => "auto",
+        Manual => "manual",
+        Replay => "replay",
+    }
+}
+
+vocabulary! {
+    /// Whether a tenant's sources accept events.
+    TenantStatus, "tenant status" {
+        Active => "active",
+        Suspended => "suspended",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text form is the serde form, so the database and the API agree.
+    fn agree<T: serde::Serialize + FromStr<Err = Unknown> + PartialEq + fmt::Debug + Copy>(
+        all: &[T],
+        text: fn(T) -> &'static str,
+    ) {
+        for v in all {
+            assert_eq!(serde_json::to_value(v).unwrap(), serde_json::Value::from(text(*v)));
+            assert_eq!(text(*v).parse::<T>().unwrap(), *v);
+        }
+    }
+
+    #[test]
+    fn text_and_serde_forms_agree_and_round_trip() {
+        agree(DeliveryStatus::ALL, DeliveryStatus::as_str);
+        agree(AttemptOutcome::ALL, AttemptOutcome::as_str);
+        agree(Trigger::ALL, Trigger::as_str);
+        agree(TenantStatus::ALL, TenantStatus::as_str);
+        assert_eq!(
+            "paused".parse::<TenantStatus>(),
+            Err(Unknown { kind: "tenant status", value: "paused".into() })
+        );
+    }
+}
