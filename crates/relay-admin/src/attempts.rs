@@ -37,13 +37,13 @@ pub struct AttemptOut {
     /// 1 for the first attempt of the delivery.
     pub number: i32,
     /// `auto`, `manual` (redelivery) or `replay`.
-    pub trigger: String,
+    pub trigger: relay_core::vocab::Trigger,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub duration_ms: i32,
     pub url: String,
     /// `success`, `http_error`, `timeout`, `connect_error`, `tls_error` or `blocked`.
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     pub status_code: Option<i32>,
     pub response_headers: Option<BTreeMap<String, String>>,
     /// The first 4 KiB of the response body.

@@ -38,12 +38,12 @@ pub struct DeliveryOut {
     pub event_id: String,
     pub destination_id: String,
     /// `pending`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
     /// What causes the next attempt: `auto`, `manual` or `replay`.
-    pub next_trigger: String,
+    pub next_trigger: relay_core::vocab::Trigger,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
     #[serde(with = "time::serde::rfc3339")]

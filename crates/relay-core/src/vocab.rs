@@ -50,6 +50,15 @@ macro_rules! vocabulary {
             }
         }
 
+        /// For rows read from the database (`#[sqlx(try_from = "String")]`).
+        impl TryFrom<String> for $name {
+            type Error = Unknown;
+
+            fn try_from(s: String) -> Result<Self, Unknown> {
+                s.parse()
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())

@@ -154,8 +154,7 @@ async fn accept(
         }
     };
 
-    let status = TenantStatus::parse(&found.tenant_status).map_err(|e| store_error(&e.into()))?;
-    if status == TenantStatus::Suspended {
+    if found.tenant_status == TenantStatus::Suspended {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "tenant_suspended", "the tenant is suspended"));
     }
     let plan: relay_core::plan::Plan = found.tenant_plan.parse().map_err(ApiError::internal)?;

@@ -19,11 +19,13 @@ pub struct AttemptRow {
     pub delivery_id: Uuid,
     pub destination_id: Uuid,
     pub number: i32,
-    pub trigger: String,
+    #[sqlx(try_from = "String")]
+    pub trigger: relay_core::vocab::Trigger,
     pub started_at: OffsetDateTime,
     pub duration_ms: i32,
     pub url: String,
-    pub outcome: String,
+    #[sqlx(try_from = "String")]
+    pub outcome: relay_core::vocab::AttemptOutcome,
     pub status_code: Option<i32>,
     pub response_headers: Option<Json<BTreeMap<String, String>>>,
     pub response_body: Option<String>,

@@ -89,10 +89,12 @@ pub struct DeliveryRow {
     pub tenant_id: Uuid,
     pub event_id: Uuid,
     pub destination_id: Uuid,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: relay_core::vocab::DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: Option<time::OffsetDateTime>,
-    pub next_trigger: String,
+    #[sqlx(try_from = "String")]
+    pub next_trigger: relay_core::vocab::Trigger,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
     pub created_at: time::OffsetDateTime,

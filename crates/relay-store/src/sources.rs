@@ -81,7 +81,8 @@ pub async fn insert_source(db: impl PgExecutor<'_>, new: &NewSource) -> Result<S
 pub struct IngestSource {
     #[sqlx(flatten)]
     pub source: SourceRow,
-    pub tenant_status: String,
+    #[sqlx(try_from = "String")]
+    pub tenant_status: relay_core::vocab::TenantStatus,
     pub tenant_plan: String,
     pub tenant_limits: Json<relay_core::plan::LimitOverrides>,
 }
