@@ -32,10 +32,6 @@ macro_rules! vocabulary {
                     $($name::$variant => $text),+
                 }
             }
-
-            pub fn parse(s: &str) -> Result<Self, Unknown> {
-                s.parse()
-            }
         }
 
         impl FromStr for $name {

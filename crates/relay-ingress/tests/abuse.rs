@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use relay_core::plan::Plan;
-use relay_store::{PgPool, tenants};
+use relay_store::PgPool;
 use support::*;
 
 /// (rows stored, refusals counted onto them) for `tenant`.
@@ -70,8 +70,7 @@ async fn the_ingest_rate_holds(h: Harness) {
         ingest_burst: Some(3),
         ..Default::default()
     };
-    let update = tenants::TenantUpdate { overrides: Some(overrides), ..tenants::TenantUpdate::default() };
-    tenants::update_tenant(&h.pool, tenant, &update).await.unwrap();
+    h.set_limits(tenant, overrides).await;
     let mut statuses = Vec::new();
     for i in 0..5 {
         let response = h.post_signed(source, &event(&format!("r{i}"))).await;

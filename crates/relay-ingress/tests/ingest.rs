@@ -248,9 +248,7 @@ async fn backlog_at_the_cap_is_429_with_retry_after(pool: PgPool) {
     let h = Harness::start_with(pool, redis_at("redis://127.0.0.1:6379"), config).await;
     let (tenant, source) = h.setup(Plan::Starter).await;
     h.destination(tenant, None, &["*"], None).await;
-    let overrides = LimitOverrides { backlog: Some(2), ..LimitOverrides::default() };
-    let update = TenantUpdate { overrides: Some(overrides), ..TenantUpdate::default() };
-    tenants::update_tenant(&h.pool, tenant, &update).await.unwrap();
+    h.set_limits(tenant, LimitOverrides { backlog: Some(2), ..LimitOverrides::default() }).await;
     assert_eq!(h.post_signed(source, &event("e1")).await.status(), 200);
     assert_eq!(h.post_signed(source, &event("e2")).await.status(), 200);
     let response = h.post_signed(source, &event("e3")).await;
@@ -340,14 +338,7 @@ async fn the_backlog_cap_holds_exactly_for_concurrent_requests(pool: PgPool) {
     let h = Harness::start(pool).await;
     let (tenant, source) = h.setup(Plan::Starter).await;
     h.destination(tenant, None, &["*"], None).await;
-    let overrides = LimitOverrides { backlog: Some(2), ..LimitOverrides::default() };
-    tenants::update_tenant(
-        &h.pool,
-        tenant,
-        &TenantUpdate { overrides: Some(overrides), ..TenantUpdate::default() },
-    )
-    .await
-    .unwrap();
+    h.set_limits(tenant, LimitOverrides { backlog: Some(2), ..LimitOverrides::default() }).await;
     let h = &h;
     let statuses = futures::future::join_all(
         (0..4)
@@ -366,14 +357,7 @@ async fn a_request_dropped_while_counting_does_not_freeze_the_backlog(pool: PgPo
     let h = Harness::start_with(pool, redis_at("redis://127.0.0.1:6379"), config).await;
     let (tenant, source) = h.setup(Plan::Starter).await;
     h.destination(tenant, None, &["*"], None).await;
-    let overrides = LimitOverrides { backlog: Some(1), ..LimitOverrides::default() };
-    tenants::update_tenant(
-        &h.pool,
-        tenant,
-        &TenantUpdate { overrides: Some(overrides), ..TenantUpdate::default() },
-    )
-    .await
-    .unwrap();
+    h.set_limits(tenant, LimitOverrides { backlog: Some(1), ..LimitOverrides::default() }).await;
     assert_eq!(h.post_signed(source, &event("c1")).await.status(), 200);
     assert_eq!(h.post_signed(source, &event("c2")).await.status(), 429);
     // Counting is stuck behind a lock; a client gives up on its request meanwhile.

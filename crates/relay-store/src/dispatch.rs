@@ -148,7 +148,8 @@ struct ClaimRow {
     event_id: Uuid,
     destination_id: Uuid,
     started: i32,
-    trigger: String,
+    #[sqlx(try_from = "String")]
+    trigger: Trigger,
     window_started_at: OffsetDateTime,
     attempts_before_window: i32,
     wap_event_id: Option<String>,
@@ -194,7 +195,8 @@ pub async fn claim_deliveries(
     .bind(lease_token)
     .fetch_all(db)
     .await?;
-    rows.into_iter()
+    let claimed = rows
+        .into_iter()
         .map(|r| {
             let event = match (r.wap_event_id, r.event_type, r.body) {
                 (Some(wap_event_id), Some(event_type), Some(body)) => {
@@ -202,21 +204,23 @@ pub async fn claim_deliveries(
                 }
                 _ => None,
             };
-            Ok(ClaimedDelivery {
+            ClaimedDelivery {
                 id: DeliveryId::from_uuid(r.delivery_id),
                 tenant_id: TenantId::from_uuid(r.tenant_id),
                 event_id: EventId::from_uuid(r.event_id),
                 destination_id: DestinationId::from_uuid(r.destination_id),
                 number: r.started,
-                trigger: Trigger::parse(&r.trigger)?,
+                trigger: r.trigger,
                 window_start: r.window_started_at,
                 attempts_before_window: r.attempts_before_window,
                 lease_token,
                 event,
-            })
+            }
         })
-        .collect()
+        .collect();
+    Ok(claimed)
 }
+
 /// A leased row to hand back, due again at `at` (now when `None`).
 #[derive(Debug, Clone, Copy)]
 pub struct Release {

@@ -16,13 +16,6 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A stored text that is not a value of the shared vocabulary.
-impl From<relay_core::vocab::Unknown> for StoreError {
-    fn from(e: relay_core::vocab::Unknown) -> Self {
-        StoreError::Corrupt(e.to_string())
-    }
-}
-
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {

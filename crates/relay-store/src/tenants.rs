@@ -34,7 +34,8 @@ struct TenantRow {
     id: Uuid,
     name: String,
     plan: String,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: TenantStatus,
     limits: Json<LimitOverrides>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
@@ -48,7 +49,7 @@ impl TryFrom<TenantRow> for Tenant {
             id: TenantId::from_uuid(r.id),
             name: r.name,
             plan: r.plan.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?,
-            status: TenantStatus::parse(&r.status)?,
+            status: r.status,
             overrides: r.limits.0,
             created_at: r.created_at,
             updated_at: r.updated_at,

@@ -157,6 +157,12 @@ impl Harness {
         sqlx::query_scalar(sql).bind(tenant.uuid()).fetch_one(&self.pool).await.unwrap()
     }
 
+    /// Lays `overrides` over the tenant's plan limits.
+    pub async fn set_limits(&self, tenant: TenantId, overrides: relay_core::plan::LimitOverrides) {
+        let update = tenants::TenantUpdate { overrides: Some(overrides), ..tenants::TenantUpdate::default() };
+        tenants::update_tenant(&self.pool, tenant, &update).await.unwrap();
+    }
+
     pub async fn events(&self, tenant: TenantId) -> i64 {
         self.count("SELECT count(*) FROM events WHERE tenant_id = $1", tenant).await
     }
