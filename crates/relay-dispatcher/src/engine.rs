@@ -75,7 +75,7 @@ impl Engine {
         let ctx = Arc::new(Context {
             client,
             records,
-            in_flight: Arc::new(InFlight::new(config.concurrency.max(1))),
+            in_flight: Arc::new(InFlight::new(config.concurrency.max(1), redis.clone())),
             cancel: CancellationToken::new(),
         });
         let shared = Arc::new(Shared {
@@ -99,6 +99,9 @@ impl Engine {
         let listener = tokio::spawn(watch(self.shared.clone(), armed_tx));
         let lane_stop = CancellationToken::new();
         let lane = tokio::spawn(self.lane.clone().run(lane_stop.clone()));
+        // The fleet's slots are kept until the last attempt is over (after the drain).
+        let fleet_stop = CancellationToken::new();
+        let fleet = tokio::spawn(crate::fleet::keep(self.shared.ctx.in_flight.clone(), fleet_stop.clone()));
         let vacuum = tokio::spawn(vacuum(self.shared.pool.clone()));
         // Arm the wake-up before the first query; if Postgres cannot be reached yet, polling
         // covers until the listener connects.
@@ -151,6 +154,8 @@ impl Engine {
         lane_stop.cancel();
         let _ = lane.await;
         self.drain().await;
+        fleet_stop.cancel();
+        let _ = fleet.await;
         Ok(())
     }
 

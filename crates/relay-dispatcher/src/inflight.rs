@@ -1,5 +1,5 @@
 //! Attempts in flight: the concurrency bound (a semaphore), the per-destination in-flight counts
-//! (for `max_in_flight`), the leases being worked on (given back at shutdown), and the task that
+//! (for `max_in_flight`, with the fleet's share in [`Fleet`]), the leases being worked on (given back at shutdown), and the task that
 //! runs one attempt and hands its record to the recorder.
 //!
 //! Invariant: a lease stays in [`InFlight::leases`] until its attempt's HTTP exchange is over, so
@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use relay_core::{AttemptId, DeliveryId, DestinationId, TenantId};
+use relay_store::Redis;
 use relay_store::dispatch::{ClaimedDelivery, ClaimedEvent};
 use relay_store::outcomes::AttemptRecord;
 use time::OffsetDateTime;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::attempt::{self, Payload};
+use crate::fleet::Fleet;
 use crate::outcome;
 use crate::prepare::Prepared;
 use crate::recorder::Recorder;
@@ -26,6 +28,8 @@ use crate::request::Outbound;
 
 pub(crate) struct InFlight {
     pub permits: Arc<Semaphore>,
+    /// The destinations' slots shared with the other dispatchers of the fleet.
+    pub fleet: Fleet,
     counts: Mutex<HashMap<DestinationId, u32>>,
     leases: Mutex<HashMap<(DeliveryId, Uuid), TenantId>>,
     /// Signalled whenever an attempt ends and frees capacity: one for the rounds, one for the lane.
@@ -38,9 +42,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl InFlight {
-    pub fn new(concurrency: usize) -> Self {
+    pub fn new(concurrency: usize, redis: Redis) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(concurrency)),
+            fleet: Fleet::new(redis),
             counts: Mutex::default(),
             leases: Mutex::default(),
             freed: Notify::new(),
@@ -52,12 +57,24 @@ impl InFlight {
         lock(&self.counts).get(&destination).copied().unwrap_or(0)
     }
 
-    /// The destinations whose in-flight count reached their `max_in_flight`.
+    /// The attempts running, per destination.
+    pub fn busy(&self) -> Vec<(DestinationId, u32)> {
+        lock(&self.counts).iter().map(|(d, n)| (*d, *n)).collect()
+    }
+
+    /// How many more attempts to `destination` may start now, of `wanted` more: under its
+    /// `max_in_flight`, held across the fleet.
+    pub fn room(&self, destination: DestinationId, max_in_flight: u32, wanted: u32) -> u32 {
+        let busy = self.count(destination);
+        self.fleet.limit(destination, max_in_flight, busy + wanted).saturating_sub(busy)
+    }
+
+    /// The destinations whose in-flight count reached their `max_in_flight` (in the fleet).
     pub fn full(&self, max_in_flight: impl Fn(DestinationId) -> Option<u32>) -> Vec<DestinationId> {
-        lock(&self.counts)
-            .iter()
-            .filter(|&(id, n)| max_in_flight(*id).is_some_and(|max| *n >= max))
-            .map(|(id, _)| *id)
+        self.busy()
+            .into_iter()
+            .filter(|&(id, n)| max_in_flight(id).is_some_and(|max| n >= self.fleet.limit(id, max, 0)))
+            .map(|(id, _)| id)
             .collect()
     }
 
@@ -89,6 +106,7 @@ impl InFlight {
             }
         }
         drop(counts);
+        self.fleet.ended(destination);
         self.freed.notify_one();
         self.freed_lane.notify_one();
     }

@@ -143,7 +143,9 @@ impl Lane {
         let Some(mut permits) = self.shared.permits(free) else { return };
         let room = ctx.records.room();
         let now = Instant::now();
-        let starting = self.lock().startable(permits.num_permits(), room, now, |d| ctx.in_flight.count(d));
+        let starting = self.lock().startable(permits.num_permits(), room, now, |d, max, waiting| {
+            ctx.in_flight.room(d, max, waiting)
+        });
         if !starting.is_empty() {
             self.eased.notify_waiters();
         }
@@ -215,7 +217,10 @@ impl Handoff for Lane {
 
     fn reserve(&self, tenant: TenantId, destination: &FanoutDestination) -> Option<u32> {
         let ctx = &self.shared.ctx;
-        if ctx.records.room() == 0 || self.shared.throttled().holds(tenant, destination.id, Instant::now()) {
+        if ctx.records.room() == 0
+            || self.shared.throttled().holds(tenant, destination.id, Instant::now())
+            || ctx.in_flight.fleet.refused(destination.id)
+        {
             return None;
         }
         let in_flight = ctx.in_flight.count(destination.id);

@@ -10,7 +10,7 @@
 //!   -> share the free concurrency fairly between tenants, then their destinations
 //!   -> take limiter tokens (GCRA in Redis; a local governor limiter while Redis is down)
 //!   -> claim exactly that many rows per destination with a lease, commit
-//! both: deliver concurrently (semaphore, per-destination max_in_flight), SSRF-checked client;
+//! both: deliver concurrently (semaphore, per-destination max_in_flight held across the fleet), SSRF-checked client;
 //!   the slot is free as soon as the HTTP exchange ends
 //!   -> record attempts and outcomes in batches (one statement per batch, a few batches at once;
 //!      no attempt starts while recording is behind)
@@ -40,6 +40,7 @@
 mod attempt;
 mod client;
 mod engine;
+mod fleet;
 mod inflight;
 mod lane;
 mod limits;

@@ -84,7 +84,7 @@ impl Engine {
         for d in due {
             let Some(p) = self.shared.prepare(&d, ticket, now) else { continue };
             self.max_in_flight.insert(d.destination.id, p.max_in_flight);
-            let room = p.max_in_flight.saturating_sub(self.shared.ctx.in_flight.count(p.id));
+            let room = self.shared.ctx.in_flight.room(p.id, p.max_in_flight, d.due);
             let want = d.due.min(room);
             self.capacity_bound |= want < d.due;
             if want > 0 {

@@ -1,6 +1,6 @@
 //! Throughput limits and fairness: the shared GCRA limiter in Redis, a tenant limited to 5/s,
 //! one tenant's huge backlog not delaying another's, per-destination limits, and delivery going
-//! on while Redis is down.
+//! on while Redis is down; `max_in_flight` across two dispatchers.
 
 mod support;
 
@@ -138,4 +138,30 @@ async fn delivery_goes_on_while_redis_is_down(pool: relay_store::PgPool) {
     // The local limiter still holds the tenant to its rate: 10 at once, then 20/s.
     let spread = got.last().unwrap().at - got[0].at;
     assert!(spread >= Duration::from_millis(900), "spread over {spread:?}");
+}
+
+/// `max_in_flight` is a limit on the destination, not on each process: two dispatchers sharing
+/// one Redis never have more than one request at a time at a destination that allows one, and
+/// every delivery still goes through.
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn max_in_flight_holds_across_two_dispatchers(pool: relay_store::PgPool) {
+    let fx = Fixture::new(pool);
+    let receiver = Receiver::start().await;
+    receiver.script(|s| s.delay = SECOND);
+    let tenant = fx.tenant(None, None).await;
+    let mut spec = DestinationSpec::new(receiver.url("/"));
+    spec.max_in_flight = 1;
+    let dest = fx.destination(tenant, spec).await;
+    let redis = test_redis();
+    let one = start(&fx, redis.clone(), test_config());
+    let two = start(&fx, redis, test_config());
+    let bodies: Vec<Vec<u8>> = (0..5).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    fx.enqueue(&dest, &bodies).await;
+    wait_for("all 5 deliveries", 30 * SECOND, || async { fx.count_status(&dest, "succeeded").await == 5 })
+        .await;
+    one.stop().await;
+    two.stop().await;
+
+    assert_eq!(receiver.count(), 5, "each delivery once");
+    assert_eq!(receiver.peak_concurrency(), 1, "never two requests at once");
 }

@@ -25,6 +25,7 @@ pub mod redis;
 pub mod rejections;
 pub mod retention;
 pub mod settings;
+pub mod slots;
 pub mod sources;
 pub mod stats;
 pub mod tenants;

@@ -169,14 +169,19 @@ impl State {
     }
 
     /// Removes the ready deliveries that can start now: in order per destination, while
-    /// `permits` (slots), `room` (recorder) and each destination's `max_in_flight` allow.
+    /// `permits` (slots), `room` (recorder) and each destination's `max_in_flight` allow
+    /// (`slots(destination, max_in_flight, waiting)`: how many more of `waiting` may start).
     pub fn startable(
         &mut self,
         mut permits: usize,
         mut room: usize,
         now: Instant,
-        busy: impl Fn(DestinationId) -> u32,
+        slots: impl Fn(DestinationId, u32, u32) -> u32,
     ) -> Vec<(Fresh, Arc<Prepared>, Duration)> {
+        let mut waiting: HashMap<DestinationId, u32> = HashMap::new();
+        for w in &self.queue {
+            *waiting.entry(w.fresh.destination_id).or_default() += 1;
+        }
         let mut starting: HashMap<DestinationId, u32> = HashMap::new();
         let mut blocked: Vec<DestinationId> = Vec::new();
         let mut take = Vec::new();
@@ -185,11 +190,11 @@ impl State {
             if blocked.contains(&d) {
                 continue;
             }
-            let n = starting.entry(d).or_insert_with(|| busy(d));
+            let n = starting.entry(d).or_insert_with(|| slots(d, w.fresh.max_in_flight, waiting[&d]));
             // Past its deadline a delivery no longer fits in its lease: `expired` gives it back.
             let ready = matches!(w.stage, Stage::Ready(_)) && now < w.deadline;
-            if permits > 0 && room > 0 && ready && *n < w.fresh.max_in_flight {
-                *n += 1;
+            if permits > 0 && room > 0 && ready && *n > 0 {
+                *n -= 1;
                 permits -= 1;
                 room -= 1;
                 take.push(i);
@@ -286,10 +291,10 @@ mod tests {
         assert_eq!(refused.iter().map(|f| f.fresh_name()).collect::<Vec<_>>(), ["e2", "e9"]);
         assert_eq!(s.total, 2);
         // One slot free at d (max_in_flight 2, one busy): the first; then the next.
-        let started = s.startable(10, 10, Instant::now(), |_| 1);
+        let started = s.startable(10, 10, Instant::now(), |_, max, _| max - 1);
         assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e0"]);
-        assert!(s.startable(0, 10, Instant::now(), |_| 0).is_empty(), "no permit, no start");
-        let started = s.startable(10, 10, Instant::now(), |_| 0);
+        assert!(s.startable(0, 10, Instant::now(), |_, max, _| max).is_empty(), "no permit, no start");
+        let started = s.startable(10, 10, Instant::now(), |_, max, _| max);
         assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e1"]);
         assert_eq!(s.total, 0);
         // A pending delivery holds back the ready ones after it at the same destination.
@@ -302,9 +307,9 @@ mod tests {
         s.answer(&HashMap::from([(d, (Some(p), 2))]));
         assert!(s.reserve(t, d, 2, 0, BOUNDS));
         s.push(fresh(t, d, 5), now);
-        let started = s.startable(10, 10, Instant::now(), |_| 0);
+        let started = s.startable(10, 10, Instant::now(), |_, max, _| max);
         assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e3", "e4"]);
-        assert!(s.startable(10, 10, Instant::now(), |_| 0).is_empty(), "e5 has no token yet");
+        assert!(s.startable(10, 10, Instant::now(), |_, max, _| max).is_empty(), "e5 has no token yet");
     }
 
     #[test]

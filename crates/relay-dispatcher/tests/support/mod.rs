@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,6 +62,9 @@ pub struct Script {
 struct ReceiverState {
     received: Mutex<Vec<Received>>,
     script: Mutex<Script>,
+    /// Requests being answered now, and the most ever answered at once.
+    active: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -80,6 +84,8 @@ impl Receiver {
                 headers: Vec::new(),
                 body: r#"{"ok":true}"#.into(),
             }),
+            active: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         });
         let app = axum::Router::new().fallback(receive).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -103,6 +109,11 @@ impl Receiver {
     pub fn count(&self) -> usize {
         self.state.received.lock().unwrap().len()
     }
+
+    /// The most requests the receiver was ever answering at once.
+    pub fn peak_concurrency(&self) -> usize {
+        self.state.peak.load(Ordering::SeqCst)
+    }
 }
 
 async fn receive(
@@ -112,6 +123,8 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     let at = Instant::now();
+    let active = state.active.fetch_add(1, Ordering::SeqCst) + 1;
+    state.peak.fetch_max(active, Ordering::SeqCst);
     state.received.lock().unwrap().push(Received { path: uri.path().to_owned(), headers, body, at });
     let (status, delay, extra, body) = {
         let mut s = state.script.lock().unwrap();
@@ -121,6 +134,7 @@ async fn receive(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    state.active.fetch_sub(1, Ordering::SeqCst);
     let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
     for (name, value) in extra {
         response.headers_mut().insert(name, value.parse().unwrap());
