@@ -5,9 +5,11 @@
 mod support;
 
 mod cli;
+mod cli_admin;
 mod crash;
 mod delivery;
 mod faults;
 mod http;
+mod listen;
 mod postgres_restart;
 mod redis_outage;

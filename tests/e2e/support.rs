@@ -382,7 +382,17 @@ impl Binary {
         extra_env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Binary {
-        let port = free_port();
+        Self::start_on(free_port(), database_url, redis_prefix, extra_env, stderr).await
+    }
+
+    /// As [`Binary::start_logging_to`], listening on `port` (to restart a relay where it was).
+    pub async fn start_on(
+        port: u16,
+        database_url: &str,
+        redis_prefix: &str,
+        extra_env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Binary {
         let base = format!("http://127.0.0.1:{port}");
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wap-relay"));
         command

@@ -19,9 +19,13 @@ mod events;
 mod quota;
 mod recovery;
 mod rejections;
+mod series;
 mod sources;
 mod stats;
+pub mod stream;
 mod tenants;
+mod test_event;
+mod ui;
 mod verification;
 
 use axum::Router;
@@ -46,6 +50,8 @@ pub struct AdminState {
     pub allow_private_destinations: bool,
     /// Refuse `http://` destination URLs.
     pub require_https_destinations: bool,
+    /// The live event streams of this process (`GET /v1/stream`).
+    pub streams: std::sync::Arc<stream::StreamHub>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -62,6 +68,7 @@ fn api() -> OpenApiRouter<AdminState> {
     OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(tenants::routes())
         .merge(stats::routes())
+        .merge(series::routes())
         .merge(sources::routes())
         .merge(destinations::routes())
         .merge(events::routes())
@@ -69,6 +76,8 @@ fn api() -> OpenApiRouter<AdminState> {
         .merge(attempts::routes())
         .merge(recovery::routes())
         .merge(rejections::routes())
+        .merge(stream::routes())
+        .merge(test_event::routes())
 }
 
 /// The full OpenAPI 3.1 document: every admin route, the ingress routes (documented here, served
@@ -82,8 +91,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The admin router: every route of CONTRACT §5 at its absolute path, plus `GET /openapi.json`
 /// and the interactive documentation at `/docs` (Swagger UI, served from assets built into the
-/// binary).
+/// binary), and the dashboard at `/ui/`.
 pub fn router(state: AdminState) -> Router {
     let (routes, _) = api().split_for_parts();
-    routes.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi())).with_state(state)
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+        .merge(ui::routes())
+        .with_state(state)
 }

@@ -60,6 +60,10 @@ pub struct E2eArgs {
     /// A few seconds of light load that must lose and duplicate nothing (for CI).
     #[arg(long)]
     pub smoke: bool,
+    /// Event streams (`GET /v1/stream`) of the first tenant held open without ever reading
+    /// them: a slow reader must not slow ingest or delivery.
+    #[arg(long, default_value_t = 0)]
+    pub slow_streams: usize,
 }
 
 const NONE: u8 = 0;
@@ -306,6 +310,7 @@ async fn run_on(binary: &str, db: &str, args: &E2eArgs) -> anyhow::Result<Report
             relay::setup_tenant_with(&client, &relay.base, &format!("bench-{t}"), &urls, settings).await?,
         );
     }
+    let _unread = relay::open_unread_streams(&relay.base, &tenants[0].id, args.slow_streams).await?;
     let urls = tenants.iter().map(|t| t.ingest_url.clone()).collect();
     let load = Arc::new(Load::new(urls, args.devices, capacity, epoch)?);
     let stall = Duration::from_secs(args.stall_seconds);

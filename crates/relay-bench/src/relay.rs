@@ -193,3 +193,25 @@ pub async fn setup_tenant_with(
     let ingest_url = source["ingest_url"].as_str().context("ingest_url")?.to_owned();
     Ok(TenantSetup { id, ingest_url, destination_ids })
 }
+
+/// Opens `n` event streams of `tenant` and never reads them (the sockets are held until
+/// dropped): the relay must neither buffer without bound nor slow anything else down for them.
+pub async fn open_unread_streams(
+    base: &str,
+    tenant: &str,
+    n: usize,
+) -> anyhow::Result<Vec<tokio::net::TcpStream>> {
+    use tokio::io::AsyncWriteExt;
+    let addr = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let token = token("tenant", Some(tenant));
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut socket = tokio::net::TcpStream::connect(&addr).await?;
+        let request = format!(
+            "GET /v1/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        socket.write_all(request.as_bytes()).await?;
+        streams.push(socket);
+    }
+    Ok(streams)
+}

@@ -47,7 +47,7 @@ mod limits;
 mod outcome;
 mod prepare;
 mod recorder;
-mod request;
+pub mod request;
 pub mod retention;
 mod round;
 mod share;

@@ -4,6 +4,8 @@
 //! `Content-Type`, and the destination's custom headers underneath. The body is the event's raw
 //! bytes, untouched.
 //!
+//! `wap-relay listen` signs what it forwards with the same headers, from here.
+//!
 //! Invariant: the relay's headers are inserted last, so nothing a tenant configures can replace
 //! them (custom headers are also filtered when the destination is prepared).
 
@@ -14,7 +16,7 @@ use relay_core::secret::WebhookSecret;
 use relay_core::sign::signature_header;
 
 /// What the headers of one attempt depend on.
-pub(crate) struct Outbound<'a> {
+pub struct Outbound<'a> {
     pub event_id: EventId,
     pub wap_event_id: &'a str,
     pub event_type: &'a str,
@@ -24,7 +26,7 @@ pub(crate) struct Outbound<'a> {
     pub secrets: &'a [WebhookSecret],
 }
 
-pub(crate) fn headers(custom: &HeaderMap, out: &Outbound<'_>) -> HeaderMap {
+pub fn headers(custom: &HeaderMap, out: &Outbound<'_>) -> HeaderMap {
     let mut map = custom.clone();
     let msg_id = out.event_id.to_string();
     let secrets: Vec<&WebhookSecret> = out.secrets.iter().collect();

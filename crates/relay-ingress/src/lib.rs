@@ -12,6 +12,7 @@ mod handshake;
 mod ingest;
 mod rejection;
 mod source_cache;
+mod streamed;
 pub mod writer;
 
 use std::sync::Arc;

@@ -30,6 +30,7 @@ use tokio::sync::{Notify, Semaphore, oneshot};
 use uuid::Uuid;
 
 use crate::source_cache::ConfigCache;
+use crate::streamed::Streamed;
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -116,7 +117,8 @@ impl Writer {
         handoff: Option<Arc<dyn Handoff>>,
     ) -> Self {
         let shared = Arc::new(Shared { queue: Mutex::default(), ready: Notify::new(), config });
-        let deps = Arc::new(Deps { pool, redis, cache, handoff });
+        let streamed = Streamed::start(redis.clone(), &pool);
+        let deps = Arc::new(Deps { pool, redis, cache, handoff, streamed });
         tokio::spawn(collect(shared.clone(), deps));
         Self { shared }
     }
@@ -154,6 +156,7 @@ struct Deps {
     redis: Redis,
     cache: Arc<ConfigCache>,
     handoff: Option<Arc<dyn Handoff>>,
+    streamed: Arc<Streamed>,
 }
 
 /// Takes the next batch: up to `max_batch` jobs and `max_batch_bytes` (at least one job).
@@ -222,6 +225,17 @@ async fn write(deps: &Deps, batch: Vec<Job>) {
 
 /// Answers the requests, then remembers the stored eventIds for the Redis dedupe fast path.
 async fn finish(deps: &Deps, batch: Vec<Job>, outcomes: Vec<Stored>) {
+    let new = batch.iter().zip(&outcomes).filter(|(_, o)| matches!(o, Stored::New { .. }));
+    let streamed = deps.streamed.pick(new.map(|(job, _)| job.event.tenant_id.uuid()));
+    if !streamed.is_empty() {
+        // After the commit: a stream that hears it reads the events from the store.
+        let pool = deps.pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = relay_store::stream::notify(&pool, &streamed).await {
+                tracing::debug!(error = %e, "could not notify the event streams; they poll");
+            }
+        });
+    }
     let mut remember = Vec::with_capacity(batch.len());
     for (job, outcome) in batch.into_iter().zip(outcomes) {
         remember.push((job.event.source_id, job.event.wap_event_id.clone(), job.dedupe_ttl));

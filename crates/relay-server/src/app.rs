@@ -42,6 +42,7 @@ pub struct Deps {
     pub redis: Redis,
     pub master_key: MasterKey,
     pub jwt: relay_admin::JwtKeys,
+    pub streams: Arc<relay_admin::stream::StreamHub>,
 }
 
 /// Connects and migrates, then resolves the secrets (configured, or generated once and stored).
@@ -73,7 +74,8 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Deps> {
         }
     };
     let jwt = relay_admin::JwtKeys::new(&jwt_secret).context("RELAY_JWT_SECRET")?;
-    Ok(Deps { pool, redis, master_key, jwt })
+    let streams = relay_admin::stream::StreamHub::new(pool.clone(), redis.clone());
+    Ok(Deps { pool, redis, master_key, jwt, streams })
 }
 
 /// The process-wide Prometheus recorder (installed once, even when tests run several apps).
@@ -143,6 +145,7 @@ pub fn admin_state(deps: &Deps, settings: &Settings) -> relay_admin::AdminState 
         public_url: settings.public_url.clone(),
         allow_private_destinations: settings.allow_private_destinations,
         require_https_destinations: settings.require_https_destinations,
+        streams: deps.streams.clone(),
     }
 }
 
@@ -160,9 +163,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let deps = prepare(&settings).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let streams = deps.streams.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
+        // Event streams never end by themselves: end them, so the drain is not held up.
+        streams.close();
     });
     let stopped = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

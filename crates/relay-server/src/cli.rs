@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `tenant create`, `token issue`, `openapi`.
+//! The command line: `serve`, `migrate`, `tenant create`, `token issue`, `openapi`, and the
+//! commands against a running relay (`relay_cli`).
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ pub struct Cli {
     pub command: Command,
     #[command(flatten)]
     pub settings: SettingsArgs,
+    #[command(flatten)]
+    pub client: relay_cli::ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +43,12 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    #[command(flatten)]
+    Admin(relay_cli::admin::AdminCommand),
+    /// Forward the tenant's live events to a local URL, signed as a destination's are.
+    Listen(relay_cli::listen::ListenArgs),
+    /// Print a shell completion script, e.g. `wap-relay completions bash > ~/.local/share/bash-completion/completions/wap-relay`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +78,9 @@ pub enum TokenCommand {
         /// Lifetime, e.g. `3600`, `90m`, `12h`, `30d`.
         #[arg(long, default_value = "30d", value_parser = parse_ttl)]
         ttl: Duration,
+        /// Print the token alone (for scripts: `TOKEN=$(wap-relay token issue --tenant ID --raw)`).
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -99,9 +111,27 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Commands against a running relay need none of the server's settings.
+    let command = match cli.command {
+        Command::Admin(command) => {
+            return relay_cli::admin::run(command, &cli.client.target, cli.client.json).await;
+        }
+        Command::Listen(args) => return relay_cli::listen::run(args, &cli.client.target).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "wap-relay",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        other => other,
+    };
     let settings = cli.settings.resolve()?;
     crate::telemetry::init(&settings.log_format);
-    match cli.command {
+    match command {
+        Command::Admin(_) | Command::Listen(_) | Command::Completions { .. } => unreachable!("handled above"),
         Command::Serve => {
             let listener = tokio::net::TcpListener::bind(settings.listen)
                 .await
@@ -133,7 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
-        Command::Token { command: TokenCommand::Issue { operator, tenant, ttl } } => {
+        Command::Token { command: TokenCommand::Issue { operator, tenant, ttl, raw } } => {
             let deps = app::prepare(&settings).await?;
             let keys = &deps.jwt;
             let (role, tenant) = match (operator, tenant) {
@@ -145,6 +175,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => bail!("give exactly one of --operator or --tenant ID"),
             };
             let (token, expires_at) = relay_admin::issue_token(keys, role, tenant, ttl);
+            if raw {
+                println!("{token}");
+                return Ok(());
+            }
             println!(
                 "{}",
                 serde_json::to_string_pretty(

@@ -46,6 +46,7 @@ fn bool_flag() -> clap::builder::BoolishValueParser {
 /// Every knob, as a flag and an environment variable. `None` means "not given here".
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Server settings (serve, migrate, tenant, token)")]
 pub struct SettingsArgs {
     /// Postgres, the source of truth.
     #[arg(long, env = "DATABASE_URL", global = true)]

@@ -28,6 +28,7 @@ pub mod settings;
 pub mod slots;
 pub mod sources;
 pub mod stats;
+pub mod stream;
 pub mod tenants;
 pub mod watched;
 

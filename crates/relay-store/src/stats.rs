@@ -84,3 +84,43 @@ pub async fn backlog(db: impl PgExecutor<'_>, tenant: TenantId, cap: i64) -> Res
     .await?;
     Ok(row)
 }
+
+/// One time bucket of the tenant's attempts.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SeriesBucket {
+    pub start: OffsetDateTime,
+    pub attempts: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// The tenant's attempts in `[since, until)` by buckets of `bucket_seconds`, buckets without
+/// attempts left out (the id range bounds what is read, as for the other windows).
+pub async fn attempt_series(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    since: OffsetDateTime,
+    until: OffsetDateTime,
+    bucket_seconds: i64,
+) -> Result<Vec<SeriesBucket>> {
+    let rows = sqlx::query_as(
+        "SELECT to_timestamp(floor(extract(epoch FROM started_at) / $5) * $5) AS start, \
+                count(*) AS attempts, \
+                count(*) FILTER (WHERE outcome = 'success') AS succeeded, \
+                count(*) FILTER (WHERE outcome <> 'success') AS failed, \
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms, \
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms) AS p99_ms \
+         FROM attempts WHERE tenant_id = $1 AND id >= $2 AND started_at >= $3 AND started_at < $4 \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind(tenant.uuid())
+    .bind(id_floor(since))
+    .bind(since)
+    .bind(until)
+    .bind(bucket_seconds as f64)
+    .fetch_all(db)
+    .await?;
+    Ok(rows)
+}

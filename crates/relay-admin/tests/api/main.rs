@@ -4,6 +4,7 @@
 
 mod access;
 mod auth;
+mod dashboard;
 mod destinations;
 mod hardening;
 mod logs;

@@ -79,6 +79,9 @@ fn every_route_of_the_contract_is_documented() {
         "get /v1/attempts",
         "get /v1/rejections",
         "get /v1/stats",
+        "get /v1/stats/series",
+        "get /v1/stream",
+        "post /v1/destinations/{id}/test",
         "post /v1/ingest/{source_id}",
         "get /v1/ingest/{source_id}",
     ];

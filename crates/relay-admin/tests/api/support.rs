@@ -81,6 +81,14 @@ impl TestApp {
             public_url: "https://relay.example.com/".into(),
             allow_private_destinations: allow_private,
             require_https_destinations: false,
+            streams: relay_admin::stream::StreamHub::new(
+                pool.clone(),
+                relay_store::Redis::new(
+                    "redis://127.0.0.1:6379",
+                    &format!("test:admin:{}:", uuid::Uuid::new_v4().simple()),
+                )
+                .unwrap(),
+            ),
         };
         let (operator, _) = issue_token(&jwt, Role::Operator, None, Duration::from_secs(600));
         Self { pool, router: relay_admin::router(state.clone()), state, operator }

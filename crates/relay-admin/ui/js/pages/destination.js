@@ -1,0 +1,147 @@
+// One destination: its settings and state, enable/disable, the signing secret (revealed on
+// request, rotated with a grace period), a test event with its attempt as it happens, a replay of
+// a time range (with the count queued), editing and deletion.
+
+import { get, post, patch, del, seg } from '../api.js';
+import { h, replace, badge, time, duration, statusCode, copyButton, facts, pageHeader, section, confirmButton, notice, errorNotice, idLink, rfc3339 } from '../dom.js';
+import { form } from '../form.js';
+import { navigate, href } from '../router.js';
+import { followDelivery } from '../poll.js';
+import { destinationForm, stateBadge } from './destinations.js';
+
+export async function destinationPage({ main, params, query, signal }) {
+  const d = await get(`/v1/destinations/${seg(params.id)}`, {}, signal);
+  const path = `/v1/destinations/${seg(d.id)}`;
+  const reload = () => navigate(`/destinations/${d.id}`);
+  const testArea = h('div', { class: 'test-result', 'aria-live': 'polite' });
+  main.append(
+    pageHeader(d.description || d.url, toggleButton(d, path, reload), testButton(d, path, testArea, signal),
+      h('a', { class: 'button', href: href('/deliveries', { destination_id: d.id }) }, 'Deliveries')),
+    query.created ? notice('ok', 'Destination created. Its signing secret is below: your endpoint verifies deliveries with it.') : null,
+    !d.enabled ? notice('warn', h('strong', {}, 'Disabled'), d.disabled_at ? [' since ', time(d.disabled_at)] : null, d.disabled_reason ? ` — ${d.disabled_reason}` : null, '. Its deliveries wait until it is enabled again.') : null,
+    d.enabled && d.failing_since ? notice('warn', h('strong', {}, 'Failing'), ' — every attempt has failed since ', time(d.failing_since), '.') : null,
+    testArea,
+    section('Details', facts([
+      ['Id', idLink(d.id, { full: true })],
+      ['State', stateBadge(d)],
+      ['URL', h('span', { class: 'with-copy' }, h('code', { class: 'url' }, d.url), copyButton(d.url))],
+      ['Event types', d.event_types.join(', ')],
+      ['Sources', d.source_ids?.length ? d.source_ids.map((id) => idLink(id)) : 'all'],
+      ['Devices', d.device_ids?.length ? d.device_ids.join(', ') : 'all'],
+      ['Custom headers', Object.keys(d.headers).length ? h('ul', { class: 'plain' }, Object.entries(d.headers).map(([k, v]) => h('li', {}, h('code', {}, `${k}: ${v}`)))) : 'none'],
+      ['Timeout', `${d.timeout_ms} ms`],
+      ['Max in flight', String(d.max_in_flight)],
+      ['Rate limit', d.rate_limit_per_second ? `${d.rate_limit_per_second} / s` : 'the plan\u2019s'],
+      ['Retry', `first after ${duration(d.retry_policy.initial_delay_ms)}, at most ${duration(d.retry_policy.max_delay_ms)} apart, for ${d.retry_policy.window_seconds} s`],
+      ['Created', time(d.created_at)],
+      ['Updated', time(d.updated_at)],
+    ])),
+    section('Signing secret', secretPanel(path, Boolean(query.created))),
+    section('Replay', h('p', { class: 'muted' }, 'Queue this destination\u2019s deliveries created in a time range again (trigger replay).'), replayForm(d, path).el),
+    section('Edit', destinationForm(d, async (body) => {
+      await patch(path, body);
+      reload();
+    }).el),
+    section('Delete', h('p', { class: 'muted' }, 'Pending deliveries to it fail with "the destination was deleted".'),
+      confirmButton('Delete destination', 'Yes, delete it', async () => {
+        await del(path);
+        navigate('/destinations');
+      })),
+  );
+}
+
+function toggleButton(d, path, reload) {
+  const button = h('button', { type: 'button', class: 'button' }, d.enabled ? 'Disable' : 'Enable');
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      await patch(path, { enabled: !d.enabled });
+      reload();
+    } catch (error) {
+      button.disabled = false;
+      button.after(errorNotice(error));
+    }
+  });
+  return button;
+}
+
+// "Send test event": POST /v1/destinations/{id}/test queues a `relay.test` event to this
+// destination only; its delivery is then followed until its attempt is recorded.
+function testButton(d, path, area, signal) {
+  const button = h('button', { type: 'button', class: 'button primary' }, 'Send test event');
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    replace(area, notice('info', 'Sending a test event…'));
+    try {
+      const sent = await post(`${path}/test`, {}, signal);
+      const link = h('a', { href: `#/deliveries/${seg(sent.delivery_id)}` }, 'See its delivery');
+      await followDelivery(sent.delivery_id, {
+        signal,
+        onUpdate: (delivery) => replace(area, testNotice(delivery, link)),
+      });
+    } catch (error) {
+      if (error.name !== 'AbortError' && error.status !== 401) replace(area, errorNotice(error));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+function testNotice(delivery, link) {
+  const last = delivery.attempt_log?.[0];
+  if (!last) return notice('info', 'Test event queued; waiting for its attempt… ', link);
+  const ok = last.outcome === 'success';
+  return notice(ok ? 'ok' : 'error', h('strong', {}, ok ? 'Test event delivered' : 'Test event failed'), ' — ', badge(last.outcome), ' ', statusCode(last.status_code), ` in ${duration(last.duration_ms)}`, last.error ? ` (${last.error})` : '', '. ', link);
+}
+
+function secretPanel(path, reveal) {
+  const box = h('div', { class: 'secret-box' });
+  const show = async () => {
+    try {
+      const s = await get(`${path}/secret`);
+      replace(box,
+        h('p', { class: 'with-copy' }, h('code', { class: 'secret' }, s.signing_secret), copyButton(s.signing_secret), hideButton()),
+        s.previous_signing_secret ? h('p', { class: 'muted small' }, 'Previous secret, still signing until ', time(s.previous_expires_at), ': ', h('code', { class: 'secret' }, s.previous_signing_secret)) : null);
+    } catch (error) {
+      replace(box, errorNotice(error));
+    }
+  };
+  const hidden = () => {
+    const button = h('button', { type: 'button', class: 'button' }, 'Reveal secret');
+    button.addEventListener('click', show);
+    replace(box, h('p', {}, h('code', { class: 'secret' }, 'whsec_••••••••••••••••'), ' ', button));
+  };
+  const hideButton = () => h('button', { type: 'button', class: 'button small', onclick: hidden }, 'Hide');
+  if (reveal) show();
+  else hidden();
+  const rotate = form({
+    submit: 'Rotate signing secret',
+    fields: [{ name: 'previous_valid_seconds', label: 'Keep signing with the previous secret for (seconds)', type: 'number', min: 0, max: 604800, value: 86400, hint: 'Deliveries carry both signatures meanwhile: 0 to 604800 (7 days).' }],
+    onSubmit: async (values, f) => {
+      await post(`${path}/secret/rotate`, { previous_valid_seconds: values.previous_valid_seconds });
+      await show();
+      f.showMessage('Signing secret rotated.');
+    },
+  });
+  return h('div', {}, h('p', { class: 'muted' }, 'Deliveries are signed with this whsec_ secret (Standard Webhooks).'), box, rotate.el);
+}
+
+function replayForm(d, path) {
+  const dayAgo = rfc3339(new Date(Date.now() - 86400 * 1000));
+  return form({
+    submit: 'Replay',
+    className: 'inline-form',
+    fields: [
+      { name: 'since', label: 'Created since', type: 'datetime', required: true, value: dayAgo },
+      { name: 'until', label: 'Until (empty: now)', type: 'datetime' },
+      { name: 'status', label: 'Deliveries', type: 'select', value: 'failed', options: [['failed', 'Failed only'], ['all', 'All']] },
+    ],
+    onSubmit: async (values, f) => {
+      const body = { since: values.since, status: values.status };
+      if (values.until) body.until = values.until;
+      const { queued } = await post(`${path}/replay`, body);
+      f.showMessage(h('strong', {}, `${queued.toLocaleString('en-US')} ${queued === 1 ? 'delivery' : 'deliveries'} queued`), ' for replay. ', h('a', { href: href('/deliveries', { destination_id: d.id, status: 'pending' }) }, 'See pending deliveries'));
+    },
+  });
+}
