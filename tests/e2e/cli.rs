@@ -1,4 +1,5 @@
-//! The binary's commands, as a user runs them: migrate, tenant create, token issue, openapi.
+//! The binary's commands, as a user runs them: migrate, tenant create, token issue (and --raw),
+//! openapi, completions.
 
 use reqwest::Method;
 use serde_json::Value;
@@ -51,6 +52,10 @@ async fn tenant_create_and_token_issue_mint_tokens_the_api_accepts() {
 
     let minted: Value =
         serde_json::from_str(&run_cli(&db, &["token", "issue", "--tenant", tenant_id])).unwrap();
+    // --raw: the token alone, for scripts.
+    let raw = run_cli(&db, &["token", "issue", "--tenant", tenant_id, "--raw"]);
+    let (status, _) = api(&client, &server.base, Method::GET, "/v1/tenant", raw.trim(), None).await;
+    assert_eq!((status, raw.lines().count()), (200, 1), "{raw}");
     let (status, _) =
         api(&client, &server.base, Method::GET, "/v1/sources", minted["token"].as_str().unwrap(), None).await;
     assert_eq!(status, 200);
@@ -94,4 +99,19 @@ async fn secrets_and_tokens_never_reach_the_log_even_at_debug_level() {
     for secret in [verify_token, WAP_SECRET, t.token.as_str(), operator.as_str(), JWT_SECRET, MASTER_KEY] {
         assert!(!log.contains(secret), "a secret reached the log");
     }
+}
+
+#[tokio::test]
+async fn completions_cover_every_command_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run_cli("postgres://postgres@127.0.0.1:1/unused", &["completions", shell]);
+        for command in ["serve", "listen", "sources", "destinations", "deliveries", "replay", "login"] {
+            assert!(script.contains(command), "{shell} completions lack `{command}`");
+        }
+    }
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_wap-relay"))
+        .args(["completions", "cmd"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "an unknown shell is refused");
 }

@@ -53,6 +53,10 @@ pub const MAX_STREAMS_PER_TENANT: usize = 10;
 const PAGE: i64 = 100;
 /// A stream looks for new events at least this often without a notification.
 const POLL: Duration = Duration::from_secs(1);
+/// And this often while ingest may not know of it yet (it reads the streamed tenants once a
+/// second), so the first events after connecting are not a second late.
+const EARLY_POLL: Duration = Duration::from_millis(100);
+const EARLY: Duration = Duration::from_millis(2_500);
 /// How far below its cursor a stream's poll looks for events committed late.
 const LATE_WINDOW: Duration = Duration::from_secs(5);
 /// Keep-alive comments on an idle stream (proxies close silent connections).
@@ -115,6 +119,7 @@ pub(crate) async fn stream_events(
         sent_ids: HashSet::new(),
         pending: VecDeque::new(),
         last_poll: tokio::time::Instant::now(),
+        connected: tokio::time::Instant::now(),
         ends_at: expiry(auth.claims.exp),
         subscription,
     };
@@ -160,6 +165,7 @@ struct Reader {
     sent_ids: HashSet<uuid::Uuid>,
     pending: VecDeque<EventRow>,
     last_poll: tokio::time::Instant,
+    connected: tokio::time::Instant,
     ends_at: tokio::time::Instant,
     subscription: Subscription,
 }
@@ -189,9 +195,10 @@ impl Reader {
                 Err(e) => tracing::warn!(error = %e, "reading the event stream failed; retrying"),
             }
             let mut closing = self.subscription.closing.clone();
+            let poll = if self.connected.elapsed() < EARLY { EARLY_POLL } else { POLL };
             tokio::select! {
                 () = &mut notified => {}
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(poll) => {}
                 () = tokio::time::sleep_until(self.ends_at) => return None,
                 _ = closing.wait_for(|c| *c) => return None,
             }
