@@ -11,5 +11,6 @@ mod delivery;
 mod faults;
 mod http;
 mod listen;
+mod operations;
 mod postgres_restart;
 mod redis_outage;

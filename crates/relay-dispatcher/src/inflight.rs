@@ -167,6 +167,12 @@ pub(crate) async fn run_attempt(
     let attempt_no = u32::try_from(number - claimed.attempts_before_window).unwrap_or(1).max(1);
     let (next, gone) = outcome::decide(&report, &dest.policy, attempt_no, claimed.window_start, now, jitter);
     metrics::histogram!("relay_delivery_attempt_duration_seconds").record(report.duration.as_secs_f64());
+    if report.outcome == relay_store::outcomes::AttemptOutcome::Success {
+        // The event id is a UUIDv7 minted when ingest accepted the event.
+        let accepted_ms = (claimed.event_id.uuid().as_u128() >> 80) as i128;
+        let latency_ms = (now.unix_timestamp_nanos() / 1_000_000 - accepted_ms).max(0);
+        metrics::histogram!("relay_delivery_latency_seconds").record(latency_ms as f64 / 1000.0);
+    }
     let record = AttemptRecord {
         id: AttemptId::new(),
         delivery_id: claimed.id,

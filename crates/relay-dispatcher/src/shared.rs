@@ -203,6 +203,9 @@ impl Shared {
         for ((members, grant), ask) in groups.iter().zip(&grants.tenants).zip(&asks) {
             let asked: u32 = ask.destinations.iter().map(|d| d.count).sum();
             let got: u32 = grant.granted.iter().sum();
+            if got < asked {
+                metrics::counter!("relay_rate_limit_deferrals_total").increment(u64::from(asked - got));
+            }
             if got < asked && !grant.tenant_wait.is_zero() {
                 throttled.tenants.insert(ask.tenant.uuid(), now + grant.tenant_wait);
             }

@@ -240,8 +240,14 @@ struct Ack {
 
 fn answer(stored: Stored) -> Response {
     let outcome = match stored {
-        Stored::New { .. } => "stored",
-        Stored::Duplicate => "duplicate",
+        Stored::New { .. } => {
+            metrics::counter!("relay_events_stored_total").increment(1);
+            "stored"
+        }
+        Stored::Duplicate => {
+            metrics::counter!("relay_ingest_duplicates_total").increment(1);
+            "duplicate"
+        }
     };
     metrics::counter!("relay_ingest_requests_total", "outcome" => outcome).increment(1);
     match stored {

@@ -4,16 +4,13 @@
 //! drain, and returns.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use base64::Engine;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use relay_core::secret::{MasterKey, random_bytes};
 use relay_store::db::{self, PoolConfig};
 use relay_store::handoff::Handoff;
@@ -78,38 +75,19 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Deps> {
     Ok(Deps { pool, redis, master_key, jwt, streams })
 }
 
-/// The process-wide Prometheus recorder (installed once, even when tests run several apps).
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
-}
-
 async fn healthz() -> &'static str {
     "ok"
-}
-
-async fn readyz(State(pool): State<PgPool>) -> impl IntoResponse {
-    match db::ping(&pool).await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "postgres unreachable"),
-    }
 }
 
 /// The HTTP router of the roles that serve HTTP; `handoff` is this process's dispatcher, when it
 /// runs one (ingest then hands it the deliveries it can attempt at once).
 pub fn router(deps: &Deps, settings: &Settings, handoff: Option<Arc<dyn Handoff>>) -> Router {
-    let metrics = metrics_handle();
+    let metrics = crate::metrics::handle();
+    let pool = deps.pool.clone();
     let mut app = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz).with_state(deps.pool.clone()))
-        .route("/metrics", get(move || std::future::ready(metrics.render())));
+        .route("/readyz", get(crate::metrics::readyz).with_state((deps.pool.clone(), deps.redis.clone())))
+        .route("/metrics", get(move || std::future::ready(crate::metrics::render(&metrics, &pool))));
     if settings.roles.ingress {
         let writer =
             relay_ingress::WriterConfig { max_wait: settings.ingest_queue_wait, ..Default::default() };
@@ -155,24 +133,75 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     tracing::info_span!("request", http.method = %request.method(), http.path = %request.uri().path())
 }
 
+/// How often `serve` tries Postgres again while it is unreachable at start.
+const POSTGRES_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`prepare`], trying again while Postgres is unreachable: one clear line says so (the URL
+/// without its password, and how to start Postgres), then it retries quietly. Any other error
+/// (a bad URL, a failed migration, a bad secret) ends the start at once.
+async fn prepare_waiting_for_postgres(settings: &Settings) -> anyhow::Result<Deps> {
+    let mut said = false;
+    loop {
+        match prepare(settings).await {
+            Ok(deps) => return Ok(deps),
+            Err(e) if is_unreachable(&e) => {
+                if !said {
+                    said = true;
+                    tracing::error!(
+                        "Postgres at {} is unreachable ({}); retrying every {} s. Start it (e.g. `pg_ctlcluster 15 main start`, or `docker compose -f deploy/compose.yaml up -d postgres`)",
+                        without_password(&settings.database_url),
+                        e.root_cause(),
+                        POSTGRES_RETRY.as_secs()
+                    );
+                }
+                tokio::time::sleep(POSTGRES_RETRY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<relay_store::StoreError>().is_some_and(|s| s.is_unavailable()))
+}
+
+/// A database URL fit for a log line: the password replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(an unparsable DATABASE_URL)".into(),
+    }
+}
+
 /// Runs the configured roles until `shutdown` resolves.
 pub async fn serve(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let deps = prepare(&settings).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let streams = deps.streams.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
-        // Event streams never end by themselves: end them, so the drain is not held up.
-        streams.close();
     });
     let stopped = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let deps = tokio::select! {
+        deps = prepare_waiting_for_postgres(&settings) => deps?,
+        () = stopped(stop_rx.clone()) => return Ok(()),
+    };
+    let streams = deps.streams.clone();
+    let mut closing = stop_rx.clone();
+    tokio::spawn(async move {
+        let _ = closing.wait_for(|stop| *stop).await;
+        // Event streams never end by themselves: end them, so the drain is not held up.
+        streams.close();
+    });
 
     let dispatcher = if settings.roles.dispatcher {
         let (pool, redis, key) = (deps.pool.clone(), deps.redis.clone(), deps.master_key.clone());
@@ -184,6 +213,7 @@ pub async fn serve(
     let dispatcher = dispatcher.map(|d| tokio::spawn(d.run(stopped(stop_rx.clone()))));
 
     if settings.roles.dispatcher {
+        tokio::spawn(crate::metrics::keep_pending_gauges(deps.pool.clone()));
         let sweep =
             relay_dispatcher::retention::run(deps.pool.clone(), RETENTION_INTERVAL, stopped(stop_rx.clone()));
         tokio::spawn(sweep);

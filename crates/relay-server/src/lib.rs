@@ -4,5 +4,6 @@
 pub mod app;
 pub mod cli;
 pub mod listener;
+pub mod metrics;
 pub mod settings;
 pub mod telemetry;

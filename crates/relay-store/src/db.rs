@@ -68,3 +68,12 @@ pub async fn ping(pool: &PgPool) -> Result<()> {
     sqlx::query("SELECT 1").execute(pool).await?;
     Ok(())
 }
+
+/// Whether every migration this binary knows has been applied (readiness: a process of an
+/// older schema must not take traffic it cannot store).
+pub async fn migrations_applied(pool: &PgPool) -> Result<bool> {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(pool).await?;
+    Ok(applied.unwrap_or(0) >= latest)
+}

@@ -126,6 +126,11 @@ impl Redis {
         }
     }
 
+    /// Whether Redis answers a PING now (readiness reports it).
+    pub async fn ping(&self) -> bool {
+        self.query::<String>(&redis::cmd("PING")).await.is_some()
+    }
+
     /// Runs a command; `None` when Redis is down, slow or answers an error.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
         let mut conn = self.conn().await?;

@@ -124,3 +124,29 @@ pub async fn attempt_series(
     .await?;
     Ok(rows)
 }
+
+/// Past this many queued rows the pending gauge uses the planner's estimate (refreshed by the
+/// queue's vacuum every few seconds) instead of counting.
+const EXACT_COUNT_UP_TO: f32 = 100_000.0;
+
+/// The fleet's pending deliveries and the creation time of the oldest, cheaply: an exact count
+/// of the queue while it is small, else the planner's estimate; the oldest from one index probe
+/// per tenant (the queue's key leads with the tenant and the time-ordered delivery id).
+pub async fn pending_overview(db: impl PgExecutor<'_>) -> Result<(i64, Option<OffsetDateTime>)> {
+    let (count, oldest): (i64, Option<Uuid>) = sqlx::query_as(
+        "SELECT (SELECT CASE WHEN c.reltuples > $1 THEN c.reltuples::bigint \
+                     ELSE (SELECT count(*) FROM delivery_queue) END \
+                 FROM pg_class c WHERE c.oid = 'delivery_queue'::regclass), \
+                (SELECT first.delivery_id FROM tenants t CROSS JOIN LATERAL ( \
+                     SELECT q.delivery_id FROM delivery_queue q WHERE q.tenant_id = t.id \
+                     ORDER BY q.delivery_id LIMIT 1) first ORDER BY 1 LIMIT 1)",
+    )
+    .bind(EXACT_COUNT_UP_TO)
+    .fetch_one(db)
+    .await?;
+    let oldest = oldest.and_then(|id| {
+        let ms = (id.as_u128() >> 80) as i128;
+        OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok()
+    });
+    Ok((count, oldest))
+}

@@ -73,3 +73,28 @@ async fn stats_count_by_status_with_success_rate_and_latency(pool: PgPool) {
         (Some(0), 0)
     );
 }
+
+/// The fleet-wide pending gauges of `/metrics`: the queue counted, the oldest dated from its id.
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn the_pending_overview_counts_every_tenants_queue_and_dates_the_oldest(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let before = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let mut all = Vec::new();
+    for _ in 0..2 {
+        let t = app.tenant("pro").await;
+        let src = app.source(&t).await;
+        let dst = app.destination(&t, json!({})).await;
+        for e in app.events(&t, src, 2, "message.received").await {
+            all.push(app.delivery(&t, e, dst).await);
+        }
+    }
+    app.finish(all[3], "succeeded").await;
+    let (pending, oldest) = relay_store::stats::pending_overview(&app.pool).await.unwrap();
+    assert_eq!(pending, 3);
+    let oldest = oldest.expect("an oldest pending delivery");
+    assert!(oldest >= before && oldest <= time::OffsetDateTime::now_utc(), "{oldest}");
+    for d in &all[..3] {
+        app.finish(*d, "succeeded").await;
+    }
+    assert_eq!(relay_store::stats::pending_overview(&app.pool).await.unwrap(), (0, None));
+}
