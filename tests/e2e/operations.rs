@@ -1,7 +1,8 @@
 //! What an operator watches, through the real binary: `/metrics` after ingesting and delivering
 //! events (every family of CONTRACT §9, with the values the traffic implies, in the Prometheus
-//! text format), `/readyz` (Redis reported, not fatal), and `serve` started while Postgres is
-//! unreachable (one clear line, then it keeps trying until stopped).
+//! text format), `/readyz` (Redis reported, not fatal), `serve` started while Postgres is
+//! unreachable (one clear line, then it keeps trying until stopped), and JSON logs (a line per
+//! request with its request id, a line per attempt, no payload).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -148,4 +149,49 @@ async fn serve_says_once_that_postgres_is_unreachable_and_keeps_trying() {
     std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let status = tokio::time::timeout(DEADLINE, child.wait()).await.expect("exits on SIGTERM").unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn json_logs_have_a_line_per_request_and_per_attempt_and_no_payload() {
+    let (db, prefix) = fresh_names().await;
+    let log_path = std::env::temp_dir().join(format!("wap-relay-json-{}.log", uuid::Uuid::now_v7().simple()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let env = [("RELAY_LOG_FORMAT", "json"), ("RUST_LOG", "info")];
+    let relay = Binary::start_logging_to(&db, &prefix, &env, log.into()).await;
+    let client = reqwest::Client::new();
+    let operator = token(json!({"sub": "op", "role": "operator"}));
+    let tenant = tenant_with_source(&client, &relay.base, &operator, "growth").await;
+    let receiver = Receiver::start().await;
+    destination(&client, &relay.base, &tenant.token, json!({"url": receiver.url})).await;
+    let body = wap_event("evt_json_log");
+    let signature = format!("sha256={}", sign_hex(WAP_SECRET, body.as_bytes()));
+    let answer = client
+        .post(&tenant.ingest_url)
+        .header("content-type", "application/json")
+        .header("x-wap-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let request_id = answer.headers()["x-request-id"].to_str().unwrap().to_owned();
+    receiver.wait_for(1, DEADLINE).await;
+    assert!(relay.terminate().await.success());
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+    let ingest_line = lines
+        .iter()
+        .find(|l| l["span"]["request.id"] == request_id.as_str())
+        .expect("the ingest request's line carries its request id");
+    assert_eq!(ingest_line["fields"]["http.status"], 200);
+    assert_eq!(ingest_line["span"]["http.method"], "POST");
+    assert!(ingest_line["fields"]["http.latency_ms"].is_u64());
+    let attempt = lines.iter().find(|l| l["fields"]["message"] == "attempt").expect("a line for the attempt");
+    assert_eq!(attempt["fields"]["attempt.outcome"], "success");
+    assert_eq!(attempt["fields"]["attempt.status"], 200);
+    assert!(!text.contains("msg_in_456") && !text.contains("+15559876543"), "no payload in the log");
+    assert!(!text.contains(WAP_SECRET) && !text.contains(&tenant.token), "no secret or token in the log");
 }

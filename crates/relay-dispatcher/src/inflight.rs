@@ -167,6 +167,18 @@ pub(crate) async fn run_attempt(
     let attempt_no = u32::try_from(number - claimed.attempts_before_window).unwrap_or(1).max(1);
     let (next, gone) = outcome::decide(&report, &dest.policy, attempt_no, claimed.window_start, now, jitter);
     metrics::histogram!("relay_delivery_attempt_duration_seconds").record(report.duration.as_secs_f64());
+    // One line per attempt; never the URL (its query may carry a token) nor the bodies.
+    tracing::info!(
+        tenant.id = %claimed.tenant_id,
+        delivery.id = %claimed.id,
+        destination.id = %claimed.destination_id,
+        attempt.number = number,
+        attempt.trigger = claimed.trigger.as_str(),
+        attempt.outcome = report.outcome.as_str(),
+        attempt.status = report.status.map(i32::from),
+        attempt.duration_ms = report.duration.as_millis() as u64,
+        "attempt"
+    );
     if report.outcome == relay_store::outcomes::AttemptOutcome::Success {
         // The event id is a UUIDv7 minted when ingest accepted the event.
         let accepted_ms = (claimed.event_id.uuid().as_u128() >> 80) as i128;

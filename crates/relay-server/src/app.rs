@@ -18,6 +18,7 @@ use relay_store::{PgPool, Redis, settings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -110,7 +111,15 @@ pub fn router(deps: &Deps, settings: &Settings, handoff: Option<Arc<dyn Handoff>
     }
     app.fallback(|| async { relay_http::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(request_line)
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::map_response(relay_http::problem_responses))
 }
@@ -127,10 +136,21 @@ pub fn admin_state(deps: &Deps, settings: &Settings) -> relay_admin::AdminState 
     }
 }
 
-/// The span of a request: method and path only. The query string is left out because a
-/// handshake carries its verify token there.
+/// The span of a request: method, path and request id (`x-request-id`: the client's, else a new
+/// UUID, and echoed in the answer). The query string is left out because a handshake carries
+/// its verify token there.
 fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
-    tracing::info_span!("request", http.method = %request.method(), http.path = %request.uri().path())
+    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::info_span!("request", http.method = %request.method(), http.path = %request.uri().path(), request.id = %id)
+}
+
+/// The one line per request: its status and duration (the span adds method, path, request id).
+fn request_line<B>(response: &axum::http::Response<B>, latency: std::time::Duration, _: &tracing::Span) {
+    tracing::info!(
+        http.status = response.status().as_u16(),
+        http.latency_ms = latency.as_millis() as u64,
+        "request"
+    );
 }
 
 /// How often `serve` tries Postgres again while it is unreachable at start.
