@@ -1,6 +1,7 @@
 //! The HTTP surface as a whole (the server's router and listener): every error the relay writes is
 //! problem+json with a `code`, whoever produced it, and the listener's own protections (the
-//! header-read timeout, the connection bound, the declared body size) answer before work is done.
+//! header-read timeout, the connection bound, the declared body size) answer before work is done;
+//! TLS on the listener.
 
 use std::time::Duration;
 
@@ -87,4 +88,64 @@ async fn connections_past_the_bound_get_a_503_problem() {
     })
     .await;
     app.stop().await;
+}
+
+/// TLS on the listener (`RELAY_TLS_CERT`/`RELAY_TLS_KEY`): HTTPS with the configured certificate
+/// (HTTP/1.1 and HTTP/2), and plain HTTP on that port gets no answer.
+#[tokio::test]
+async fn the_listener_speaks_tls_with_the_configured_certificate() {
+    let dir = std::env::temp_dir().join(format!("wap-relay-tls-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (db, prefix) = fresh_names().await;
+    let port = free_port();
+    let (cert_path, key_path) = (cert.to_str().unwrap().to_owned(), key.to_str().unwrap().to_owned());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wap-relay"))
+        .arg("serve")
+        .env("DATABASE_URL", &db)
+        .env("RELAY_REDIS_PREFIX", &prefix)
+        .env("RELAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RELAY_TLS_CERT", &cert_path)
+        .env("RELAY_TLS_KEY", &key_path)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([root])
+        .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{port}/healthz");
+    let answer = eventually(Duration::from_secs(60), "the relay over HTTPS", || async {
+        client.get(&url).send().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    assert_eq!(answer.text().await.unwrap(), "ok");
+    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/healthz")).send().await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200, "plain HTTP is not served on a TLS listener");
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

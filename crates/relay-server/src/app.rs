@@ -246,7 +246,11 @@ pub async fn serve(
         header_timeout: HEADER_TIMEOUT,
         drain: settings.shutdown_grace,
     };
-    crate::listener::serve(listener, app, limits, stopped(stop_rx.clone())).await?;
+    let transport = match &settings.tls {
+        Some((cert, key)) => crate::listener::Transport::Tls(crate::tls::acceptor(cert, key)?),
+        None => crate::listener::Transport::Plain,
+    };
+    crate::listener::serve(listener, app, limits, transport, stopped(stop_rx.clone())).await?;
     if let Some(handle) = dispatcher {
         handle.await.context("the dispatcher panicked")??;
     }

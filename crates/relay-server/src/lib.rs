@@ -7,3 +7,4 @@ pub mod listener;
 pub mod metrics;
 pub mod settings;
 pub mod telemetry;
+pub mod tls;

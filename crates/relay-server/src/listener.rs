@@ -2,7 +2,8 @@
 //! with the protections a public endpoint needs: a bound on open connections (past it a new
 //! connection gets a short `503` problem and is closed, instead of the process holding thousands
 //! of connections and their buffers), a timeout for reading a request's headers (a slow client
-//! cannot hold a connection by trickling bytes), `TCP_NODELAY`, and a graceful shutdown that
+//! cannot hold a connection by trickling bytes, nor by stalling a TLS handshake), `TCP_NODELAY`,
+//! optional TLS ([`crate::tls`]), and a graceful shutdown that
 //! stops accepting, lets requests in progress finish, and closes idle connections.
 //!
 //! Invariant: every accepted connection holds one permit of the bound until it is closed.
@@ -33,6 +34,14 @@ pub struct ListenerConfig {
     pub drain: Duration,
 }
 
+/// What a new connection is before it carries HTTP.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    /// TLS, handshaken within the header timeout.
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
 /// What a connection past the bound is told before it is closed.
 const REFUSAL_BODY: &str = r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"the relay has too many open connections; retry shortly","code":"overloaded"}"#;
 
@@ -41,6 +50,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: ListenerConfig,
+    transport: Transport,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
@@ -65,19 +75,37 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             metrics::counter!("relay_http_connections_refused_total").increment(1);
-            tokio::spawn(refuse(stream));
+            if matches!(transport, Transport::Plain) {
+                tokio::spawn(refuse(stream));
+            }
             continue;
         };
         let service = TowerToHyperService::new(
             app.clone()
                 .map_request(|request: axum::http::Request<Incoming>| request.map(axum::body::Body::new)),
         );
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _ = connection.await;
-            drop(permit);
-        });
+        match &transport {
+            Transport::Plain => {
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                    drop(permit);
+                });
+            }
+            Transport::Tls(acceptor) => {
+                let handshake = tokio::time::timeout(config.header_timeout, acceptor.accept(stream));
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let Ok(Ok(tls)) = handshake.await else { return };
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
+                    let _ = watcher.watch(connection).await;
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(config.drain, graceful.shutdown()).await.is_err() {

@@ -107,6 +107,12 @@ pub struct SettingsArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "RELAY_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    /// TLS on the listener: the certificate chain (PEM path); needs `--tls-key`.
+    #[arg(long, env = "RELAY_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS on the listener: the private key (PEM path); needs `--tls-cert`.
+    #[arg(long, env = "RELAY_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
     /// The optional configuration file.
     #[arg(long, env = "RELAY_CONFIG", global = true)]
     #[serde(skip)]
@@ -135,6 +141,8 @@ pub struct Settings {
     pub disable_failing_after: Duration,
     pub shutdown_grace: Duration,
     pub log_format: String,
+    /// (certificate chain, private key) PEM paths, when the listener speaks TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl SettingsArgs {
@@ -155,6 +163,11 @@ impl SettingsArgs {
         let roles = match s.roles.as_deref() {
             Some(text) => Roles::parse(text)?,
             None => Roles::ALL,
+        };
+        let tls = match (s.tls_cert, s.tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => bail!("TLS needs both RELAY_TLS_CERT and RELAY_TLS_KEY (or neither)"),
         };
         let max_body_bytes = s.max_body_bytes.unwrap_or(1_048_576);
         if max_body_bytes == 0 {
@@ -186,6 +199,7 @@ impl SettingsArgs {
             disable_failing_after: Duration::from_secs(s.disable_failing_after_hours.unwrap_or(72) * 3600),
             shutdown_grace: Duration::from_secs(s.shutdown_grace_seconds.unwrap_or(10)),
             log_format: s.log_format.unwrap_or_else(|| "text".into()),
+            tls,
         })
     }
 
@@ -212,7 +226,9 @@ impl SettingsArgs {
             dispatch_lease_seconds,
             disable_failing_after_hours,
             shutdown_grace_seconds,
-            log_format
+            log_format,
+            tls_cert,
+            tls_key
         )
     }
 }
@@ -220,6 +236,20 @@ impl SettingsArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_takes_both_files_or_neither() {
+        let only_cert = SettingsArgs { tls_cert: Some("c.pem".into()), ..SettingsArgs::default() };
+        let e = only_cert.resolve().unwrap_err().to_string();
+        assert!(e.contains("RELAY_TLS_CERT and RELAY_TLS_KEY"), "{e}");
+        let both = SettingsArgs {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..SettingsArgs::default()
+        };
+        assert_eq!(both.resolve().unwrap().tls, Some(("c.pem".into(), "k.pem".into())));
+        assert_eq!(SettingsArgs::default().resolve().unwrap().tls, None);
+    }
 
     #[test]
     fn roles_parse() {
