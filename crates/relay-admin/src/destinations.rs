@@ -108,6 +108,9 @@ pub struct DestinationPatch {
     /// in full again.
     pub headers: Option<BTreeMap<String, String>>,
     pub enabled: Option<bool>,
+    /// `true` pauses it: deliveries collect and none is attempted; `false` resumes it (they flow
+    /// in order, each with a fresh retry window).
+    pub paused: Option<bool>,
     pub timeout_ms: Option<u32>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u32>)]
@@ -139,6 +142,10 @@ pub struct DestinationOut {
     pub disabled_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub disabled_at: Option<OffsetDateTime>,
+    /// Paused by the tenant: deliveries collect, none is attempted.
+    pub paused: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub paused_at: Option<OffsetDateTime>,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -173,6 +180,8 @@ impl DestinationOut {
             enabled: r.enabled,
             disabled_reason: r.disabled_reason.clone(),
             disabled_at: r.disabled_at,
+            paused: r.paused,
+            paused_at: r.paused_at,
             timeout_ms: r.timeout_ms,
             rate_limit_per_second: r.rate_limit_per_second,
             max_in_flight: r.max_in_flight,
@@ -299,6 +308,8 @@ pub(crate) async fn create_destination(
         headers: stored_headers::seal(&state.master_key, &headers),
         enabled: input.enabled.unwrap_or(true),
         disabled_reason: None,
+        // A destination starts unpaused; pause it with PATCH.
+        paused: false,
         timeout_ms: to_i32(input.timeout_ms.unwrap_or(defaults::TIMEOUT_MS)),
         rate_limit_per_second: input.rate_limit_per_second.map(to_i32),
         max_in_flight: to_i32(input.max_in_flight.unwrap_or(defaults::MAX_IN_FLIGHT)),
@@ -424,6 +435,7 @@ pub(crate) async fn update_destination(
         headers: headers.unwrap_or(StoredHeaders { plain: row.headers.0, sealed: row.sealed_headers }),
         enabled: patch.enabled.unwrap_or(row.enabled),
         disabled_reason: Some(DISABLED_BY_TENANT.to_owned()),
+        paused: patch.paused.unwrap_or(row.paused),
         timeout_ms: patch.timeout_ms.map_or(row.timeout_ms, to_i32),
         rate_limit_per_second: patch
             .rate_limit_per_second
@@ -436,8 +448,12 @@ pub(crate) async fn update_destination(
     let retry = patch.retry_policy.unwrap_or_default();
     apply_retry(&mut u, &retry);
     checks::check_settings(&u, tenant.limits().retry_window_seconds, retry.window_seconds.is_some())?;
+    let resumed = row.paused && !u.paused;
     let row =
         store::update_destination(&mut *tx, auth.tenant_id, id, &u).await.map_err(or_not_found(NOT_FOUND))?;
+    if resumed {
+        store::restart_windows(&mut *tx, auth.tenant_id, id).await?;
+    }
     crate::db::commit(tx).await?;
     tracing::info!(tenant.id = %auth.tenant_id, destination.id = %id, enabled = row.enabled, "destination updated");
     Ok(ApiJson(DestinationOut::new(&state.master_key, &row)?))

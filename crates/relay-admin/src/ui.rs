@@ -8,7 +8,7 @@
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
@@ -22,8 +22,16 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; s
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
-        .route("/ui/", get(|| async { asset("index.html") }))
-        .route("/ui/{*path}", get(|Path(path): Path<String>| async move { asset(&path) }))
+        .route(
+            "/ui/",
+            get(|headers: HeaderMap| async move { asset("index.html", headers.get(header::IF_NONE_MATCH)) }),
+        )
+        .route(
+            "/ui/{*path}",
+            get(|Path(path): Path<String>, headers: HeaderMap| async move {
+                asset(&path, headers.get(header::IF_NONE_MATCH))
+            }),
+        )
 }
 
 fn content_type(path: &str) -> &'static str {
@@ -39,18 +47,31 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-fn asset(path: &str) -> Response {
+fn asset(path: &str, if_none_match: Option<&HeaderValue>) -> Response {
     let Some(file) = Assets::get(path) else {
         return relay_http::ApiError::not_found("not_found").into_response();
     };
-    let mut response = (StatusCode::OK, file.data.into_owned()).into_response();
+    // The file's hash: a browser revalidates every file (the names carry no version) and gets a
+    // 304 while it has not changed, so an upgrade never mixes old and new modules.
+    let etag = format!("\"{}\"", hex_prefix(&file.metadata.sha256_hash()));
+    let fresh = if_none_match.and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, file.data.into_owned()).into_response()
+    };
     let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    // The page itself is always fresh; assets may be cached briefly (they change with releases).
-    let cache = if path.ends_with(".html") { "no-cache" } else { "public, max-age=300" };
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+fn hex_prefix(hash: &[u8]) -> String {
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

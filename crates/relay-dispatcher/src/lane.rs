@@ -217,7 +217,8 @@ impl Handoff for Lane {
 
     fn reserve(&self, tenant: TenantId, destination: &FanoutDestination) -> Option<u32> {
         let ctx = &self.shared.ctx;
-        if ctx.records.room() == 0
+        if destination.paused
+            || ctx.records.room() == 0
             || self.shared.throttled().holds(tenant, destination.id, Instant::now())
             || ctx.in_flight.fleet.refused(destination.id)
         {

@@ -151,6 +151,8 @@ pub(crate) mod tests {
             enabled: true,
             disabled_reason: None,
             disabled_at: None,
+            paused: false,
+            paused_at: None,
             timeout_ms: 10_000,
             rate_limit_per_second: None,
             max_in_flight: 16,

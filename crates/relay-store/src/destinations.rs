@@ -31,6 +31,9 @@ pub struct DestinationRow {
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<OffsetDateTime>,
+    /// Deliveries collect and none is attempted until it is resumed.
+    pub paused: bool,
+    pub paused_at: Option<OffsetDateTime>,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -46,8 +49,8 @@ pub struct DestinationRow {
 }
 
 pub const DESTINATION_COLUMNS: &str = "id, tenant_id, url, description, source_ids, event_types, device_ids, \
-     headers, sealed_headers, enabled, disabled_reason, disabled_at, timeout_ms, rate_limit_per_second, max_in_flight, \
-     initial_delay_ms, max_delay_ms, window_seconds, signing_secret, previous_signing_secret, \
+     headers, sealed_headers, enabled, disabled_reason, disabled_at, paused, paused_at, timeout_ms, \
+     rate_limit_per_second, max_in_flight, initial_delay_ms, max_delay_ms, window_seconds, signing_secret, previous_signing_secret, \
      previous_signing_secret_expires_at, failing_since, created_at, updated_at";
 
 impl DestinationRow {
@@ -135,6 +138,8 @@ pub struct FanoutDestination {
     /// What a process that takes the first attempt itself needs to size its lease and its share.
     pub max_in_flight: u32,
     pub timeout_ms: u32,
+    /// Its deliveries are stored, not attempted: no process takes them in its lane.
+    pub paused: bool,
 }
 
 #[derive(FromRow)]
@@ -146,6 +151,7 @@ struct FanoutRow {
     device_ids: Option<Vec<String>>,
     max_in_flight: i32,
     timeout_ms: i32,
+    paused: bool,
 }
 
 /// The enabled, live destinations of the given tenants, for fan-out at ingest.
@@ -154,7 +160,8 @@ pub async fn list_fanout_destinations(
     tenants: &[Uuid],
 ) -> Result<Vec<FanoutDestination>> {
     let rows: Vec<FanoutRow> = sqlx::query_as(
-        "SELECT id, tenant_id, source_ids, event_types, device_ids, max_in_flight, timeout_ms FROM destinations \
+        "SELECT id, tenant_id, source_ids, event_types, device_ids, max_in_flight, timeout_ms, paused \
+         FROM destinations \
          WHERE tenant_id = ANY($1) AND enabled AND deleted_at IS NULL",
     )
     .bind(tenants)
@@ -172,6 +179,7 @@ pub async fn list_fanout_destinations(
             },
             max_in_flight: u32::try_from(r.max_in_flight).unwrap_or(1).max(1),
             timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(relay_core::destination::TIMEOUT_MS),
+            paused: r.paused,
         })
         .collect())
 }
@@ -249,6 +257,8 @@ pub struct DestinationUpdate {
     pub headers: headers::StoredHeaders,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+    /// Turning it off (resuming) restarts the retry windows of the queued deliveries.
+    pub paused: bool,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -270,7 +280,8 @@ pub async fn update_destination(
          disabled_at = CASE WHEN $9 THEN NULL WHEN enabled THEN now() ELSE disabled_at END, \
          disabled_reason = CASE WHEN $9 THEN NULL WHEN enabled THEN $16 ELSE disabled_reason END, \
          failing_since = CASE WHEN $9 AND NOT enabled THEN NULL ELSE failing_since END, \
-         enabled = $9, updated_at = now() \
+         enabled = $9, paused_at = CASE WHEN NOT $18 THEN NULL WHEN paused THEN paused_at ELSE now() END, \
+         paused = $18, updated_at = now() \
          WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {DESTINATION_COLUMNS}"
     ));
     let source_ids: Option<Vec<Uuid>> =
@@ -293,9 +304,31 @@ pub async fn update_destination(
         .bind(u.window_seconds)
         .bind(u.disabled_reason.as_deref())
         .bind(u.headers.sealed.as_deref())
+        .bind(u.paused)
         .fetch_optional(db)
         .await?;
     row.ok_or(crate::StoreError::NotFound)
+}
+
+/// On resume: the queued deliveries of `destination` get a fresh retry window (the time they
+/// waited while paused does not count against it), and the dispatchers a wake-up at commit.
+pub async fn restart_windows(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    destination: DestinationId,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "WITH q AS ( \
+           UPDATE delivery_queue SET window_started_at = now(), attempts_before_window = started \
+           WHERE tenant_id = $1 AND destination_id = $2 AND lease_token IS NULL RETURNING 1) \
+         SELECT pg_notify($3, '') FROM (SELECT 1 FROM q LIMIT 1) one",
+    )
+    .bind(tenant.uuid())
+    .bind(destination.uuid())
+    .bind(crate::deliveries::WAKE_CHANNEL)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Soft delete: the destination stops receiving new deliveries at once. Its pending deliveries

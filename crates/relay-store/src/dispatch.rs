@@ -64,7 +64,8 @@ pub async fn list_due_destinations(
            FROM t WHERE t.destination_id IS NOT NULL \
          ), due AS ( \
            SELECT ds.id AS due_id, c.n AS due FROM t \
-           JOIN destinations ds ON ds.id = t.destination_id AND ds.enabled AND ds.deleted_at IS NULL \
+           JOIN destinations ds ON ds.id = t.destination_id AND ds.enabled AND NOT ds.paused \
+             AND ds.deleted_at IS NULL \
              AND ds.id <> ALL($2) AND ds.tenant_id <> ALL($3) \
            CROSS JOIN LATERAL (SELECT count(*) AS n FROM ( \
                SELECT 1 FROM delivery_queue q WHERE q.destination_id = ds.id \
@@ -85,14 +86,16 @@ pub async fn list_due_destinations(
     rows.into_iter().map(due_destination).collect()
 }
 
-/// The destinations among `ids` that can be attempted now (enabled, not deleted, tenant active),
+/// The destinations among `ids` that can be attempted now (enabled, not paused, not deleted,
+/// tenant active),
 /// with their tenant's limits; `due` is 0. For attempts handed over by ingest.
 pub async fn find_usable_destinations(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<DueDestination>> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {DESTINATION_COLUMNS}, 0::bigint AS due, te.plan AS tenant_plan, te.limits AS tenant_limits \
          FROM destinations JOIN (SELECT id AS te_id, plan, limits FROM tenants WHERE status = 'active') te \
            ON te.te_id = destinations.tenant_id \
-         WHERE destinations.id = ANY($1) AND destinations.enabled AND destinations.deleted_at IS NULL"
+         WHERE destinations.id = ANY($1) AND destinations.enabled AND NOT destinations.paused \
+           AND destinations.deleted_at IS NULL"
     ));
     let rows: Vec<DueRow> = sqlx::query_as(sql).bind(ids).fetch_all(db).await?;
     rows.into_iter().map(due_destination).collect()

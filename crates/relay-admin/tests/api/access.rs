@@ -26,6 +26,8 @@ fn routes() -> Vec<Route> {
         r("GET", "/v1/plans", true, None),
         r("GET", "/v1/tenant", false, None),
         r("GET", "/v1/stats", false, None),
+        r("GET", "/v1/stats/series", false, None),
+        r("GET", "/v1/stream", false, None),
         r("POST", "/v1/sources", false, Some(json!({"name": "s", "secret": "secret-123456"}))),
         r("GET", "/v1/sources", false, None),
         r("GET", "/v1/sources/{src}", false, None),
@@ -39,6 +41,7 @@ fn routes() -> Vec<Route> {
         r("DELETE", "/v1/destinations/{dst}", false, None),
         r("GET", "/v1/destinations/{dst}/secret", false, None),
         r("POST", "/v1/destinations/{dst}/secret/rotate", false, None),
+        r("POST", "/v1/destinations/{dst}/test", false, None),
         r(
             "POST",
             "/v1/destinations/{dst}/replay",

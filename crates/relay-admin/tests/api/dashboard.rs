@@ -74,6 +74,13 @@ async fn the_dashboard_is_served_with_a_same_origin_policy(pool: PgPool) {
     assert!(csp.contains("default-src 'self'") && csp.contains("connect-src 'self'"), "{csp}");
     let page = res.body.as_str().unwrap();
     assert!(!page.contains("http://") && !page.contains("https://"), "the page names no other host");
+    // Revalidation: the same file answers 304 to its own ETag.
+    let etag = res.headers["etag"].to_str().unwrap().to_owned();
+    let req = axum::http::Request::get("/ui/")
+        .header("if-none-match", &etag)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(app.raw(req).await.status, StatusCode::NOT_MODIFIED);
     let res = app.call("GET", "/ui/no-such-file.js", None, None).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     let res = app.call("GET", "/ui", None, None).await;

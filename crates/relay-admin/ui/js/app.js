@@ -6,31 +6,30 @@ import { setUnauthorizedHandler } from './api.js';
 import { route, setGuard, start, render, navigate } from './router.js';
 import { session, setFlash } from './session.js';
 import { initShell, refreshShell } from './shell.js';
-import { signInPage, tenantsPage } from './pages/signin.js';
-import { overviewPage } from './pages/overview.js';
-import { sourcesPage, sourcePage, newSourcePage } from './pages/sources.js';
-import { destinationsPage, newDestinationPage } from './pages/destinations.js';
-import { destinationPage } from './pages/destination.js';
-import { eventsPage, eventPage } from './pages/events.js';
-import { deliveriesPage } from './pages/deliveries.js';
-import { deliveryPage } from './pages/delivery.js';
-import { rejectionsPage } from './pages/rejections.js';
 
-route('/', overviewPage, { title: 'Overview' });
+// Each page's module loads when first shown, so the first page costs only its own code.
+const page = (load, name) => async (ctx) => (await load())[name](ctx);
+const signin = () => import('./pages/signin.js');
+const sources = () => import('./pages/sources.js');
+const destinations = () => import('./pages/destinations.js');
+const events = () => import('./pages/events.js');
+const tenantsPage = page(signin, 'tenantsPage');
+
+route('/', page(() => import('./pages/overview.js'), 'overviewPage'), { title: 'Overview' });
 route('/tenants', tenantsPage, { title: 'Choose a tenant' });
-route('/sources', sourcesPage, { title: 'Sources' });
-route('/sources/new', newSourcePage, { title: 'New source' });
-route('/sources/:id', sourcePage, { title: 'Source' });
-route('/destinations', destinationsPage, { title: 'Destinations' });
-route('/destinations/new', newDestinationPage, { title: 'New destination' });
-route('/destinations/:id', destinationPage, { title: 'Destination' });
-route('/events', eventsPage, { title: 'Events' });
-route('/events/:id', eventPage, { title: 'Event' });
-route('/deliveries', deliveriesPage, { title: 'Deliveries' });
-route('/deliveries/:id', deliveryPage, { title: 'Delivery' });
-route('/rejections', rejectionsPage, { title: 'Rejections' });
+route('/sources', page(sources, 'sourcesPage'), { title: 'Sources' });
+route('/sources/new', page(sources, 'newSourcePage'), { title: 'New source' });
+route('/sources/:id', page(sources, 'sourcePage'), { title: 'Source' });
+route('/destinations', page(destinations, 'destinationsPage'), { title: 'Destinations' });
+route('/destinations/new', page(destinations, 'newDestinationPage'), { title: 'New destination' });
+route('/destinations/:id', page(() => import('./pages/destination.js'), 'destinationPage'), { title: 'Destination' });
+route('/events', page(events, 'eventsPage'), { title: 'Events' });
+route('/events/:id', page(events, 'eventPage'), { title: 'Event' });
+route('/deliveries', page(() => import('./pages/deliveries.js'), 'deliveriesPage'), { title: 'Deliveries' });
+route('/deliveries/:id', page(() => import('./pages/delivery.js'), 'deliveryPage'), { title: 'Delivery' });
+route('/rejections', page(() => import('./pages/rejections.js'), 'rejectionsPage'), { title: 'Rejections' });
 
-const SIGN_IN = { render: signInPage, title: 'Sign in', params: {} };
+const SIGN_IN = { render: page(signin, 'signInPage'), title: 'Sign in', params: {} };
 
 // Nobody signed in: the sign-in page, whatever the hash (it stays, so a deep link opens after
 // signing in). An operator without a chosen tenant: the tenant list.
@@ -50,7 +49,7 @@ setUnauthorizedHandler((error) => {
 initShell({
   onSignOut: () => {
     session.clear();
-    setFlash('You are signed out.');
+    setFlash('You are signed out.', 'info');
     refreshShell();
     navigate('/');
   },

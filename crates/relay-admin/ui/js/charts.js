@@ -53,7 +53,7 @@ const COLORS = { ok: '#15803d', failed: '#dc2626', p50: '#2563eb', p99: '#7c3aed
 function axes(unit) {
   const grid = { stroke: '#e5e7eb', width: 1 };
   return [
-    { grid, ticks: grid, stroke: '#6b7280' },
+    { grid, ticks: grid, stroke: '#6b7280', space: 72 },
     { grid, ticks: grid, stroke: '#6b7280', size: 56, label: unit, labelSize: 18, values: (_, ticks) => ticks.map((v) => (v >= 1000 ? `${(v / 1000).toFixed(1)}k` : String(+v.toFixed(2)))) },
   ];
 }
@@ -81,8 +81,8 @@ export async function chart(container, kind, data, signal) {
         ]
       : [
           {},
-          { label: 'p50', stroke: COLORS.p50, width: 2, spanGaps: false, value: (_, v) => (v === null ? '—' : `${v.toFixed(1)} ms`) },
-          { label: 'p99', stroke: COLORS.p99, width: 2, spanGaps: false, value: (_, v) => (v === null ? '—' : `${v.toFixed(1)} ms`) },
+          { label: 'p50', stroke: COLORS.p50, width: 2, spanGaps: false, points: { show: true, size: 5, fill: COLORS.p50 }, value: (_, v) => (v === null ? '—' : `${v.toFixed(1)} ms`) },
+          { label: 'p99', stroke: COLORS.p99, width: 2, spanGaps: false, points: { show: true, size: 5, fill: COLORS.p99 }, value: (_, v) => (v === null ? '—' : `${v.toFixed(1)} ms`) },
         ],
   };
   const values = rate ? [data.xs, data.ok, data.failed] : [data.xs, data.p50, data.p99];

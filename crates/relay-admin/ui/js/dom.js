@@ -28,6 +28,12 @@ function append(el, children) {
   }
 }
 
+/** Appends children to an element as `h()` does (null, false and undefined are skipped). */
+export function mount(el, ...children) {
+  append(el, children);
+  return el;
+}
+
 /** Replaces an element's content. */
 export function replace(el, ...children) {
   el.replaceChildren();
@@ -68,23 +74,26 @@ export function duration(ms) {
   return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
 }
 
-/** `45 s`, `12 min`, `3 h 5 min`, `2 d 4 h`. */
+/** `45 s`, `12 min`, `3 h 5 min`, `2 d 4 h`, `1 d` (the two largest units, zeros left out). */
 export function age(seconds) {
   if (seconds === null || seconds === undefined) return '—';
-  if (seconds < 60) return `${seconds} s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
-  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
-  return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const parts = s < 3600 ? [[Math.floor(s / 60), 'min'], [s % 60, 's']]
+    : s < 86400 ? [[Math.floor(s / 3600), 'h'], [Math.floor((s % 3600) / 60), 'min']]
+    : [[Math.floor(s / 86400), 'd'], [Math.floor((s % 86400) / 3600), 'h']];
+  return parts.filter(([n], i) => i === 0 || n > 0).map(([n, unit]) => `${n} ${unit}`).join(' ');
 }
 
 export const percent = (ratio) => (ratio === null || ratio === undefined ? '—' : `${(ratio * 100).toFixed(ratio >= 0.999 || ratio === 0 ? 0 : 1)} %`);
 export const count = (n) => (n === null || n === undefined ? '—' : Number(n).toLocaleString('en-US'));
 
-// Status words to badge colours: green for success, red for failure, amber for waiting.
+// Status words to badge colours: green for success, red for failure, amber for waiting, violet
+// for a destination the tenant paused (held on purpose, not broken).
 const TONES = {
   succeeded: 'ok', success: 'ok', enabled: 'ok', active: 'ok', verified: 'ok',
   failed: 'bad', http_error: 'bad', timeout: 'bad', connect_error: 'bad', tls_error: 'bad', blocked: 'bad', disabled: 'bad', suspended: 'bad', unverified: 'warn',
-  pending: 'warn', failing: 'warn',
+  pending: 'warn', failing: 'warn', paused: 'paused',
   manual: 'info', replay: 'info', auto: 'neutral',
 };
 
@@ -94,6 +103,20 @@ export function badge(word, label) {
   return h('span', { class: `badge badge-${tone}` }, label ?? String(word).replace(/_/g, ' '));
 }
 
+/**
+ * A destination's state as badges: `disabled` (the tenant or the relay turned it off), `paused`
+ * (held by the tenant: its deliveries collect, nothing is attempted), `failing` (enabled, every
+ * attempt fails); `enabled` when none of these. Disabled and paused can both hold.
+ */
+export function stateBadge(d) {
+  const badges = [
+    !d.enabled ? badge('disabled') : null,
+    d.paused ? badge('paused') : null,
+    d.enabled && d.failing_since ? badge('failing') : null,
+  ].filter(Boolean);
+  return badges.length ? h('span', { class: 'badges' }, badges) : badge('enabled');
+}
+
 /** An HTTP status code, coloured by class. */
 export function statusCode(code) {
   if (code === null || code === undefined) return h('span', { class: 'muted' }, '—');
@@ -101,23 +124,28 @@ export function statusCode(code) {
   return h('span', { class: `code code-${tone}` }, String(code));
 }
 
+// The source id of the relay's own test events (`POST /v1/destinations/{id}/test`).
+const RELAY_SOURCE = `src_${'0'.repeat(32)}`;
+
 // Routes by id prefix: each id links to its page.
 const ID_ROUTES = { evt: 'events', dlv: 'deliveries', dst: 'destinations', src: 'sources' };
 
 /** A monospace link to an id's page (shortened on screen; the full id is in the title). */
 export function idLink(id, { full = false } = {}) {
   if (!id) return h('span', { class: 'muted' }, '—');
+  if (id === RELAY_SOURCE) return h('span', { class: 'muted', title: id }, 'relay (test event)');
   const route = ID_ROUTES[String(id).split('_')[0]];
   const text = full ? id : shortId(id);
   if (!route) return h('code', { class: 'id', title: id }, text);
   return h('a', { class: 'id', href: `#/${route}/${encodeURIComponent(id)}`, title: id }, text);
 }
 
-/** `dlv_0190…a1b2`: prefix, the start and the end of the hex. */
+/** `dlv_…9c41a1b2`: the prefix and the end of the hex (its start is a timestamp, the same for
+ * ids made around the same time; the end is random). */
 export function shortId(id) {
   const [prefix, hex] = String(id).split('_');
   if (!hex || hex.length < 16) return id;
-  return `${prefix}_${hex.slice(0, 8)}…${hex.slice(-4)}`;
+  return `${prefix}_…${hex.slice(-8)}`;
 }
 
 /** A button that copies `text` to the clipboard and says so. */
@@ -135,7 +163,7 @@ export function copyButton(text, label = 'Copy') {
   return button;
 }
 
-/** A notice: `kind` is `info`, `ok`, `warn` or `error`. Errors and warnings are announced. */
+/** A notice: `kind` is `info`, `ok`, `warn`, `error` or `paused`. Errors and warnings are announced. */
 export function notice(kind, ...children) {
   const role = kind === 'error' || kind === 'warn' ? 'alert' : 'status';
   return h('div', { class: `notice notice-${kind}`, role }, ...children);
@@ -144,7 +172,7 @@ export function notice(kind, ...children) {
 /** An API error as the user should see it: "Not found" for 404s, else the problem's detail. */
 export function errorNotice(error) {
   if (error && error.status === 404) {
-    return notice('error', h('strong', {}, 'Not found'), ` — ${error.detail || 'there is nothing here, or it belongs to another tenant'} `, h('code', {}, error.code));
+    return notice('error', error.detail || 'It does not exist, or it belongs to another tenant.', ' ', h('code', {}, error.code));
   }
   const heading = error && error.title ? error.title : 'Something went wrong';
   const detail = error && (error.detail || error.message);

@@ -29,7 +29,7 @@ export function form({ fields, submit, onSubmit, actions = [], className = '', m
     const input = control(spec, inputId, hintId);
     const wrap = spec.type === 'checkbox'
       ? h('div', { class: 'field checkbox' }, input, h('label', { for: inputId }, spec.label), hint(spec, hintId))
-      : h('div', { class: `field ${spec.wide ? 'wide' : ''}` }, h('label', { for: inputId }, spec.label, spec.required ? h('span', { class: 'required', 'aria-hidden': 'true' }, ' *') : null), input, hint(spec, hintId));
+      : h('div', { class: `field ${spec.wide ? 'wide' : ''}` }, h('div', { class: 'label-row' }, h('label', { for: inputId }, spec.label), spec.required ? h('span', { class: 'required', 'aria-hidden': 'true' }, '*') : null), input, hint(spec, hintId));
     inputs.set(spec.name, { spec, input, wrap, initial: undefined });
     return wrap;
   }
@@ -168,4 +168,26 @@ function parseHeaders(text, label) {
     out[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
   }
   return out;
+}
+
+/**
+ * A filter bar for a list page: the fields' values come from the hash query, and applying them
+ * navigates to `route` with the new filters (and no cursor: back to the newest page).
+ */
+export function filterForm({ route, query, fields, navigate }) {
+  const specs = fields.map((f) => ({ ...f, value: query[f.name] ?? f.value }));
+  const active = fields.some((f) => query[f.name]);
+  const count = fields.filter((f) => query[f.name]).length;
+  const clear = active ? h('a', { class: 'button', href: `#${route}` }, 'Clear filters') : null;
+  const el = form({
+    submit: 'Apply filters',
+    className: 'filters',
+    method: 'get',
+    fields: specs,
+    actions: [clear],
+    onSubmit: async (values) => navigate(route, values),
+  }).el;
+  // Open on a wide screen, or while filters are set; on a phone a tap opens it.
+  const open = active || window.matchMedia('(min-width: 761px)').matches;
+  return h('details', { class: 'filter-box', open }, h('summary', {}, count ? `Filters (${count} set)` : 'Filters'), el);
 }

@@ -1,6 +1,6 @@
-// Following a delivery after it was queued (a redelivery, a test event): poll
-// GET /v1/deliveries/{id} every second until a new attempt is recorded, or 60 s have passed, or
-// the page was left (its signal aborted).
+// Following work after it was queued (a redelivery, a test event): poll the API every second
+// (GET /v1/deliveries/{id}, say) until what the user waits for is there (a new attempt), or 60 s
+// have passed, or the page was left (its signal aborted).
 
 import { get, seg } from './api.js';
 
@@ -18,16 +18,20 @@ function sleep(ms, signal) {
 }
 
 /**
- * Calls `onUpdate(delivery)` after every poll; resolves with the last delivery once it has more
- * than `afterAttempts` attempts (or on timeout).
+ * Calls `load()` every second and `onUpdate(value)` with each answer, until `done(value)` or the
+ * timeout; resolves with the last value.
  */
-export async function followDelivery(id, { afterAttempts = 0, signal, onUpdate }) {
+export async function pollUntil(load, done, { signal, onUpdate }) {
   const deadline = Date.now() + TIMEOUT_MS;
   for (;;) {
-    const delivery = await get(`/v1/deliveries/${seg(id)}`, {}, signal);
-    onUpdate?.(delivery);
-    const done = delivery.attempts > afterAttempts;
-    if (done || Date.now() > deadline) return delivery;
+    const value = await load();
+    onUpdate?.(value);
+    if (done(value) || Date.now() > deadline) return value;
     await sleep(INTERVAL_MS, signal);
   }
+}
+
+/** Follows a delivery until it has more than `afterAttempts` attempts. */
+export function followDelivery(id, { afterAttempts = 0, signal, onUpdate }) {
+  return pollUntil(() => get(`/v1/deliveries/${seg(id)}`, {}, signal), (d) => d.attempts > afterAttempts, { signal, onUpdate });
 }

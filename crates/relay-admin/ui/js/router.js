@@ -56,7 +56,7 @@ export async function render() {
   replace(main, h('p', { class: 'muted loading' }, 'Loading…'));
   if (!match) {
     document.title = 'Not found · wap-relay';
-    replace(main, h('h1', { tabindex: '-1' }, 'Page not found'), h('p', {}, 'There is no page at this address. ', h('a', { href: '#/' }, 'Go to the overview')));
+    replace(main, h('div', { class: 'page' }, h('h1', { tabindex: '-1' }, 'Not found'), h('p', {}, 'There is no page at this address. ', h('a', { href: '#/' }, 'Go to the overview'))));
     return;
   }
   document.title = `${match.title || 'wap-relay'} · wap-relay`;
@@ -68,7 +68,7 @@ export async function render() {
   } catch (error) {
     if (controller.signal.aborted || error.name === 'AbortError') return;
     if (error.status === 401) return; // The session ended; the sign-in page is showing.
-    replace(main, h('h1', { tabindex: '-1' }, error.status === 404 ? 'Not found' : 'Error'), errorNotice(error));
+    replace(main, h('div', { class: 'page' }, h('h1', { tabindex: '-1' }, error.status === 404 ? 'Not found' : 'Something went wrong'), errorNotice(error), h('p', {}, h('a', { href: '#/' }, 'Go to the overview'))));
   }
 }
 

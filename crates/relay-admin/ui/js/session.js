@@ -64,10 +64,10 @@ export const session = {
   },
 };
 
-/** A message for the sign-in page after the session ended by itself (shown once). */
+/** A message for the next sign-in page (why the session ended), shown once; `kind` as notice(). */
 let flash = null;
-export function setFlash(message) {
-  flash = message;
+export function setFlash(message, kind = 'warn') {
+  flash = { message, kind };
 }
 export function takeFlash() {
   const message = flash;

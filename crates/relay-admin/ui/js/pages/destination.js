@@ -1,24 +1,27 @@
-// One destination: its settings and state, enable/disable, the signing secret (revealed on
-// request, rotated with a grace period), a test event with its attempt as it happens, a replay of
+// One destination: its settings and state, enable/disable, pause/resume (PATCH `paused`: while
+// paused its deliveries collect, pending and unattempted, their retry window not running out; on
+// resume they flow in the order they were accepted), the signing secret (revealed on request,
+// rotated with a grace period), a test event with its attempt as it happens, a replay of
 // a time range (with the count queued), editing and deletion.
 
 import { get, post, patch, del, seg } from '../api.js';
-import { h, replace, badge, time, duration, statusCode, copyButton, facts, pageHeader, section, confirmButton, notice, errorNotice, idLink, rfc3339 } from '../dom.js';
+import { h, mount, replace, badge, time, duration, statusCode, age, copyButton, facts, pageHeader, section, confirmButton, notice, errorNotice, idLink, rfc3339, stateBadge } from '../dom.js';
 import { form } from '../form.js';
 import { navigate, href } from '../router.js';
 import { followDelivery } from '../poll.js';
-import { destinationForm, stateBadge } from './destinations.js';
+import { destinationForm } from './destinations.js';
 
 export async function destinationPage({ main, params, query, signal }) {
   const d = await get(`/v1/destinations/${seg(params.id)}`, {}, signal);
   const path = `/v1/destinations/${seg(d.id)}`;
   const reload = () => navigate(`/destinations/${d.id}`);
   const testArea = h('div', { class: 'test-result', 'aria-live': 'polite' });
-  main.append(
-    pageHeader(d.description || d.url, toggleButton(d, path, reload), testButton(d, path, testArea, signal),
+  mount(main, 
+    pageHeader(d.description || d.url, toggleButton(d, path, reload), pauseButton(d, path, reload), testButton(d, path, testArea, signal),
       h('a', { class: 'button', href: href('/deliveries', { destination_id: d.id }) }, 'Deliveries')),
     query.created ? notice('ok', 'Destination created. Its signing secret is below: your endpoint verifies deliveries with it.') : null,
     !d.enabled ? notice('warn', h('strong', {}, 'Disabled'), d.disabled_at ? [' since ', time(d.disabled_at)] : null, d.disabled_reason ? ` — ${d.disabled_reason}` : null, '. Its deliveries wait until it is enabled again.') : null,
+    d.paused ? notice('paused', h('strong', {}, 'Paused'), d.paused_at ? [' since ', time(d.paused_at)] : null, ' — nothing is attempted: its deliveries collect as pending (their retry window does not run out) and go out in the order they were accepted when you resume it. ', h('a', { href: href('/deliveries', { destination_id: d.id, status: 'pending' }) }, 'See pending deliveries')) : null,
     d.enabled && d.failing_since ? notice('warn', h('strong', {}, 'Failing'), ' — every attempt has failed since ', time(d.failing_since), '.') : null,
     testArea,
     section('Details', facts([
@@ -32,7 +35,7 @@ export async function destinationPage({ main, params, query, signal }) {
       ['Timeout', `${d.timeout_ms} ms`],
       ['Max in flight', String(d.max_in_flight)],
       ['Rate limit', d.rate_limit_per_second ? `${d.rate_limit_per_second} / s` : 'the plan\u2019s'],
-      ['Retry', `first after ${duration(d.retry_policy.initial_delay_ms)}, at most ${duration(d.retry_policy.max_delay_ms)} apart, for ${d.retry_policy.window_seconds} s`],
+      ['Retry', `first after ${wait(d.retry_policy.initial_delay_ms)}, then doubling up to ${wait(d.retry_policy.max_delay_ms)} apart, for ${age(d.retry_policy.window_seconds)}`],
       ['Created', time(d.created_at)],
       ['Updated', time(d.updated_at)],
     ])),
@@ -50,16 +53,33 @@ export async function destinationPage({ main, params, query, signal }) {
   );
 }
 
+// A retry delay: `500 ms`, `5 s`, `1 h`.
+const wait = (ms) => (ms < 1000 ? `${ms} ms` : age(ms / 1000));
+
 function toggleButton(d, path, reload) {
-  const button = h('button', { type: 'button', class: 'button' }, d.enabled ? 'Disable' : 'Enable');
+  return patchButton(d.enabled ? 'Disable' : 'Enable', path, { enabled: !d.enabled }, reload);
+}
+
+// Pause holds the deliveries (they collect, nothing is attempted); Resume lets them flow again.
+function pauseButton(d, path, reload) {
+  return patchButton(d.paused ? 'Resume' : 'Pause', path, { paused: !d.paused }, reload,
+    d.paused ? 'Deliver what collected while paused, in the order it was accepted' : 'Hold deliveries: they collect as pending and nothing is attempted until you resume');
+}
+
+// A button that PATCHes `body` to the destination, then reloads the page (an error shows below).
+function patchButton(label, path, body, reload, title) {
+  const button = h('button', { type: 'button', class: 'button', title }, label);
+  let shown = null;
   button.addEventListener('click', async () => {
     button.disabled = true;
+    shown?.remove();
     try {
-      await patch(path, { enabled: !d.enabled });
+      await patch(path, body);
       reload();
     } catch (error) {
       button.disabled = false;
-      button.after(errorNotice(error));
+      shown = errorNotice(error);
+      button.after(shown);
     }
   });
   return button;
@@ -77,7 +97,7 @@ function testButton(d, path, area, signal) {
       const link = h('a', { href: `#/deliveries/${seg(sent.delivery_id)}` }, 'See its delivery');
       await followDelivery(sent.delivery_id, {
         signal,
-        onUpdate: (delivery) => replace(area, testNotice(delivery, link)),
+        onUpdate: (delivery) => replace(area, testNotice(delivery, link, d.paused)),
       });
     } catch (error) {
       if (error.name !== 'AbortError' && error.status !== 401) replace(area, errorNotice(error));
@@ -88,8 +108,9 @@ function testButton(d, path, area, signal) {
   return button;
 }
 
-function testNotice(delivery, link) {
+function testNotice(delivery, link, paused) {
   const last = delivery.attempt_log?.[0];
+  if (!last && paused) return notice('info', 'Test event queued. The destination is paused: it is attempted when you resume it. ', link);
   if (!last) return notice('info', 'Test event queued; waiting for its attempt… ', link);
   const ok = last.outcome === 'success';
   return notice(ok ? 'ok' : 'error', h('strong', {}, ok ? 'Test event delivered' : 'Test event failed'), ' — ', badge(last.outcome), ' ', statusCode(last.status_code), ` in ${duration(last.duration_ms)}`, last.error ? ` (${last.error})` : '', '. ', link);
@@ -141,7 +162,7 @@ function replayForm(d, path) {
       const body = { since: values.since, status: values.status };
       if (values.until) body.until = values.until;
       const { queued } = await post(`${path}/replay`, body);
-      f.showMessage(h('strong', {}, `${queued.toLocaleString('en-US')} ${queued === 1 ? 'delivery' : 'deliveries'} queued`), ' for replay. ', h('a', { href: href('/deliveries', { destination_id: d.id, status: 'pending' }) }, 'See pending deliveries'));
+      f.showMessage(h('strong', {}, `${queued.toLocaleString('en-US')} ${queued === 1 ? 'delivery' : 'deliveries'} queued`), d.paused ? ' for replay; they wait until you resume the destination. ' : ' for replay. ', h('a', { href: href('/deliveries', { destination_id: d.id, status: 'pending' }) }, 'See pending deliveries'));
     },
   });
 }

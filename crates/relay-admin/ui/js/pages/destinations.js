@@ -3,19 +3,13 @@
 // changed, so masked credential headers are sent back only when the user rewrote them.
 
 import { post, seg } from '../api.js';
-import { h, badge, time, pageHeader, section } from '../dom.js';
+import { h, mount, time, pageHeader, section, stateBadge } from '../dom.js';
 import { form } from '../form.js';
 import { pagedTable } from '../table.js';
 import { navigate } from '../router.js';
 
-export function stateBadge(d) {
-  if (!d.enabled) return badge('disabled');
-  if (d.failing_since) return badge('failing');
-  return badge('enabled');
-}
-
 export async function destinationsPage({ main, query, signal }) {
-  main.append(
+  mount(main, 
     pageHeader('Destinations', h('a', { class: 'button primary', href: '#/destinations/new' }, 'New destination')),
     h('p', { class: 'muted' }, 'Every event that matches a destination\u2019s filters is delivered to it, signed with Standard Webhooks headers.'),
     section(null, await pagedTable({
@@ -41,7 +35,7 @@ export function newDestinationPage({ main }) {
     const created = await post('/v1/destinations', body);
     navigate(`/destinations/${created.id}`, { created: '1' });
   });
-  main.append(pageHeader('New destination'), section(null, f.el));
+  mount(main, pageHeader('New destination'), section(null, f.el));
 }
 
 const list = (hint) => ({ type: 'list', wide: true, hint });

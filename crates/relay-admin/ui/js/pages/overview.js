@@ -1,10 +1,10 @@
 // The overview: delivery rate and latency over the last hour or day (charts from
 // GET /v1/stats/series), success rate, backlog and oldest pending delivery (GET /v1/stats), and
-// the destinations that need attention (failing or disabled, from the first page of
+// the destinations that need attention (failing, disabled or paused, from the first page of
 // GET /v1/destinations) with each destination's figures for the window.
 
 import { get } from '../api.js';
-import { h, badge, count, percent, age, duration, time, idLink, pageHeader, section, rfc3339, notice } from '../dom.js';
+import { h, mount, count, percent, age, duration, time, idLink, pageHeader, section, rfc3339, notice, stateBadge } from '../dom.js';
 import { table } from '../table.js';
 import { href } from '../router.js';
 import { chart, fillBuckets } from '../charts.js';
@@ -28,7 +28,7 @@ export async function overviewPage({ main, query, signal }) {
   const rateBox = h('div', { class: 'chart', role: 'img', 'aria-label': `Attempts per minute, ${RANGES[range].label.toLowerCase()}` });
   const latencyBox = h('div', { class: 'chart', role: 'img', 'aria-label': `Attempt latency p50 and p99, ${RANGES[range].label.toLowerCase()}` });
   const attempts = series.buckets.reduce((n, b) => n + b.attempts, 0);
-  main.append(
+  mount(main, 
     pageHeader('Overview', rangeSwitch(range)),
     tiles(stats),
     h('div', { class: 'grid-2' },
@@ -69,7 +69,7 @@ function tiles(stats) {
 }
 
 function attention(destinations) {
-  const troubled = destinations.data.filter((d) => !d.enabled || d.failing_since);
+  const troubled = destinations.data.filter((d) => !d.enabled || d.paused || d.failing_since);
   const more = destinations.next_cursor ? h('p', { class: 'muted small' }, 'Showing the newest 50 destinations. ', h('a', { href: '#/destinations' }, 'See all destinations')) : null;
   if (!destinations.data.length) {
     return section('Destinations', h('p', { class: 'empty' }, 'No destinations yet. ', h('a', { href: '#/destinations/new' }, 'Add a destination'), ' to start delivering events.'));
@@ -78,11 +78,19 @@ function attention(destinations) {
   return section('Destinations needing attention',
     table(troubled, [
       { label: 'Destination', cell: (d) => h('a', { href: `#/destinations/${encodeURIComponent(d.id)}` }, d.description || d.url) },
-      { label: 'State', cell: (d) => (d.enabled ? badge('failing') : badge('disabled')) },
-      { label: 'Since', cell: (d) => time(d.enabled ? d.failing_since : d.disabled_at) },
-      { label: 'Reason', cell: (d) => (d.enabled ? 'Every attempt fails since then' : d.disabled_reason || 'Disabled') },
-    ], { caption: 'Destinations failing or disabled' }),
+      { label: 'State', cell: stateBadge },
+      { label: 'Since', cell: (d) => time(!d.enabled ? d.disabled_at : d.paused ? d.paused_at : d.failing_since) },
+      { label: 'Reason', cell: reason },
+    ], { caption: 'Destinations failing, disabled or paused' }),
     more);
+}
+
+// Why a destination is listed: disabled first (nothing flows until it is enabled), then paused.
+function reason(d) {
+  const paused = 'Paused: its deliveries collect until it is resumed';
+  if (!d.enabled) return [d.disabled_reason || 'Disabled', d.paused ? h('div', { class: 'muted small' }, paused) : null];
+  if (d.paused) return [paused, d.failing_since ? h('div', { class: 'muted small' }, 'Every attempt failed before it was paused') : null];
+  return 'Every attempt fails since then';
 }
 
 function destinationTable(stats, byId) {

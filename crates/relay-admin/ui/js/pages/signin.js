@@ -4,7 +4,7 @@
 // they are kept, and never appear in a URL.
 
 import { api, seg } from '../api.js';
-import { h, badge, time, notice, pageHeader, section, idLink } from '../dom.js';
+import { h, mount, badge, time, notice, pageHeader, section, idLink } from '../dom.js';
 import { form } from '../form.js';
 import { pagedTable } from '../table.js';
 import { navigate, render } from '../router.js';
@@ -47,12 +47,12 @@ export function signInPage({ main }) {
       else render();
     },
   });
-  main.append(
+  mount(main, 
     h('div', { class: 'signin' },
       h('div', { class: 'card signin-card' },
         h('h1', { tabindex: '-1' }, 'Sign in'),
         h('p', { class: 'muted' }, 'The wap-relay dashboard: your sources, destinations, events and deliveries.'),
-        flash ? notice('warn', flash) : null,
+        flash ? notice(flash.kind, flash.message) : null,
         f.el,
       ),
     ),
@@ -60,7 +60,7 @@ export function signInPage({ main }) {
 }
 
 export async function tenantsPage({ main, query, signal }) {
-  main.append(
+  mount(main, 
     pageHeader('Choose a tenant'),
     h('p', { class: 'muted' }, 'You are signed in as an operator. Pick the tenant to work as: the dashboard mints a tenant token for it, valid for 12 hours.'),
     section(null, await pagedTable({

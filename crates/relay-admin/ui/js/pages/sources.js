@@ -4,7 +4,7 @@
 // inputs are emptied as soon as a request is sent.
 
 import { get, post, patch, del, seg } from '../api.js';
-import { h, badge, time, copyButton, facts, pageHeader, section, confirmButton, notice, idLink } from '../dom.js';
+import { h, mount, badge, time, copyButton, facts, pageHeader, section, confirmButton, notice, idLink } from '../dom.js';
 import { form } from '../form.js';
 import { pagedTable } from '../table.js';
 import { navigate } from '../router.js';
@@ -36,7 +36,7 @@ function verificationOf(values) {
 }
 
 export async function sourcesPage({ main, query, signal }) {
-  main.append(
+  mount(main, 
     pageHeader('Sources', h('a', { class: 'button primary', href: '#/sources/new' }, 'New source')),
     h('p', { class: 'muted' }, 'A source is one WAPing account: give WAPing its ingest URL and the secret it signs events with.'),
     section(null, await pagedTable({
@@ -74,14 +74,14 @@ export function newSourcePage({ main }) {
       navigate(`/sources/${source.id}`, { created: '1' });
     },
   });
-  main.append(pageHeader('New source'), section(null, f.el));
+  mount(main, pageHeader('New source'), section(null, f.el));
 }
 
 export async function sourcePage({ main, params, query, signal }) {
   const source = await get(`/v1/sources/${seg(params.id)}`, {}, signal);
   const path = `/v1/sources/${seg(source.id)}`;
   const reload = () => navigate(`/sources/${source.id}`);
-  main.append(
+  mount(main, 
     pageHeader(source.name, h('a', { class: 'button', href: `#/events?source_id=${seg(source.id)}` }, 'Events'), h('a', { class: 'button', href: `#/rejections?source_id=${seg(source.id)}` }, 'Rejections')),
     query.created ? notice('ok', 'Source created. Give WAPing the ingest URL below.') : null,
     section('Ingest URL',
