@@ -10,6 +10,7 @@ mod crash;
 mod delivery;
 mod faults;
 mod http;
+mod keys;
 mod listen;
 mod operations;
 mod postgres_restart;

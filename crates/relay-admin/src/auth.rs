@@ -69,6 +69,9 @@ pub struct WeakJwtSecret;
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// During a rotation (`RELAY_JWT_SECRET_PREVIOUS`): tokens signed with the previous secret
+    /// still verify until they expire; new tokens are signed with the current one.
+    previous: Option<DecodingKey>,
     validation: Validation,
 }
 
@@ -86,17 +89,32 @@ impl JwtKeys {
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            previous: None,
             validation,
         })
     }
 
+    /// These keys, also accepting tokens signed with `previous` (at least 32 bytes too).
+    pub fn with_previous(mut self, previous: &[u8]) -> Result<Self, WeakJwtSecret> {
+        if previous.len() < MIN_SECRET_BYTES {
+            return Err(WeakJwtSecret);
+        }
+        self.previous = Some(DecodingKey::from_secret(previous));
+        Ok(self)
+    }
+
     /// The claims of a token signed with these keys, if it is valid now.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
+        let decode = |key: &DecodingKey| jsonwebtoken::decode::<Claims>(token, key, &self.validation);
+        let decoded = match (decode(&self.decoding), &self.previous) {
+            (Err(e), Some(previous)) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                decode(previous)
             }
+            (result, _) => result,
+        };
+        let data = decoded.map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid,
         })?;
         let claims = data.claims;
         if claims.role == Role::Tenant && claims.tenant_id.is_none() {

@@ -68,16 +68,34 @@ pub enum SecretError {
     BadWebhookSecret,
 }
 
-/// The key that encrypts stored secrets.
+/// The key that encrypts stored secrets, and during a rotation the previous one: secrets are
+/// sealed with the current key and opened with either (`RELAY_MASTER_KEY_PREVIOUS`).
 #[derive(Clone)]
-pub struct MasterKey(XChaCha20Poly1305);
+pub struct MasterKey {
+    current: XChaCha20Poly1305,
+    previous: Option<XChaCha20Poly1305>,
+}
+
+fn cipher(text: &str) -> Result<XChaCha20Poly1305, SecretError> {
+    let bytes = STANDARD.decode(text.trim()).map_err(|_| SecretError::BadMasterKey)?;
+    XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| SecretError::BadMasterKey)
+}
 
 impl MasterKey {
     /// Reads a base64-encoded 32-byte key.
     pub fn from_base64(text: &str) -> Result<Self, SecretError> {
-        let bytes = STANDARD.decode(text.trim()).map_err(|_| SecretError::BadMasterKey)?;
-        let cipher = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| SecretError::BadMasterKey)?;
-        Ok(Self(cipher))
+        Ok(Self { current: cipher(text)?, previous: None })
+    }
+
+    /// This key, also opening what `previous` (base64) sealed.
+    pub fn with_previous(mut self, previous: &str) -> Result<Self, SecretError> {
+        self.previous = Some(cipher(previous)?);
+        Ok(self)
+    }
+
+    /// Whether `sealed` was sealed with the current key (not only the previous one).
+    pub fn is_current(&self, sealed: &[u8]) -> bool {
+        open_with(&self.current, sealed).is_ok()
     }
 
     /// A fresh random key, base64-encoded, for development setups.
@@ -89,7 +107,7 @@ impl MasterKey {
     pub fn seal(&self, secret: &Secret) -> Vec<u8> {
         let nonce = XNonce::generate();
         let ciphertext = self
-            .0
+            .current
             .encrypt(&nonce, secret.expose().as_bytes())
             .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
         let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
@@ -99,14 +117,21 @@ impl MasterKey {
     }
 
     pub fn open(&self, sealed: &[u8]) -> Result<Secret, SecretError> {
-        if sealed.len() < NONCE_LEN {
-            return Err(SecretError::Undecryptable);
+        match (open_with(&self.current, sealed), &self.previous) {
+            (Err(_), Some(previous)) => open_with(previous, sealed),
+            (result, _) => result,
         }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce = XNonce::try_from(nonce).map_err(|_| SecretError::Undecryptable)?;
-        let plain = self.0.decrypt(&nonce, ciphertext).map_err(|_| SecretError::Undecryptable)?;
-        String::from_utf8(plain).map(Secret).map_err(|_| SecretError::Undecryptable)
     }
+}
+
+fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8]) -> Result<Secret, SecretError> {
+    if sealed.len() < NONCE_LEN {
+        return Err(SecretError::Undecryptable);
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let nonce = XNonce::try_from(nonce).map_err(|_| SecretError::Undecryptable)?;
+    let plain = cipher.decrypt(&nonce, ciphertext).map_err(|_| SecretError::Undecryptable)?;
+    String::from_utf8(plain).map(Secret).map_err(|_| SecretError::Undecryptable)
 }
 
 impl fmt::Debug for MasterKey {
@@ -215,6 +240,19 @@ mod tests {
         let b = key.seal(&secret);
         assert_ne!(a, b);
         assert_eq!(key.open(&a).unwrap(), secret);
+    }
+
+    #[test]
+    fn during_a_rotation_both_keys_open_and_the_new_one_seals() {
+        let (old_text, new_text) = (MasterKey::generate_base64(), MasterKey::generate_base64());
+        let old = MasterKey::from_base64(&old_text).unwrap();
+        let rotating = MasterKey::from_base64(&new_text).unwrap().with_previous(&old_text).unwrap();
+        let by_old = old.seal(&Secret::new("a"));
+        assert_eq!(rotating.open(&by_old).unwrap(), Secret::new("a"));
+        assert!(!rotating.is_current(&by_old));
+        let by_new = rotating.seal(&Secret::new("b"));
+        assert!(rotating.is_current(&by_new));
+        assert_eq!(old.open(&by_new), Err(SecretError::Undecryptable), "sealed with the new key");
     }
 
     #[test]

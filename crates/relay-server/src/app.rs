@@ -60,7 +60,10 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Deps> {
             settings::get_or_init(&pool, "dev_master_key", MasterKey::generate_base64).await?
         }
     };
-    let master_key = MasterKey::from_base64(&master_key_text).context("RELAY_MASTER_KEY")?;
+    let mut master_key = MasterKey::from_base64(&master_key_text).context("RELAY_MASTER_KEY")?;
+    if let Some(previous) = &settings.master_key_previous {
+        master_key = master_key.with_previous(previous.expose()).context("RELAY_MASTER_KEY_PREVIOUS")?;
+    }
     let jwt_secret = match &settings.jwt_secret {
         Some(s) => s.expose().as_bytes().to_vec(),
         None => {
@@ -71,7 +74,10 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Deps> {
             settings::get_or_init(&pool, "dev_jwt_secret", generate).await?.into_bytes()
         }
     };
-    let jwt = relay_admin::JwtKeys::new(&jwt_secret).context("RELAY_JWT_SECRET")?;
+    let mut jwt = relay_admin::JwtKeys::new(&jwt_secret).context("RELAY_JWT_SECRET")?;
+    if let Some(previous) = &settings.jwt_secret_previous {
+        jwt = jwt.with_previous(previous.expose().as_bytes()).context("RELAY_JWT_SECRET_PREVIOUS")?;
+    }
     let streams = relay_admin::stream::StreamHub::new(pool.clone(), redis.clone());
     Ok(Deps { pool, redis, master_key, jwt, streams })
 }

@@ -43,6 +43,11 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Rotate the master key that encrypts stored secrets.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     #[command(flatten)]
     Admin(relay_cli::admin::AdminCommand),
     /// Forward the tenant's live events to a local URL, signed as a destination's are.
@@ -62,6 +67,23 @@ pub enum TenantCommand {
         /// Lifetime of the tenant token printed with it, e.g. `12h`, `30d`.
         #[arg(long, default_value = "30d", value_parser = parse_ttl)]
         ttl: Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every stored secret under a new master key, in batches, while the fleet runs
+    /// (first roll the fleet to RELAY_MASTER_KEY=<new> with RELAY_MASTER_KEY_PREVIOUS=<old>).
+    #[command(
+        after_help = "Example:\n  RELAY_MASTER_KEY=<new> RELAY_MASTER_KEY_PREVIOUS=<old> wap-relay keys rotate-master --new-key <new>"
+    )]
+    RotateMaster {
+        /// The new key: 32 bytes, base64 (`openssl rand -base64 32`).
+        #[arg(long, env = "RELAY_NEW_MASTER_KEY", hide_env_values = true)]
+        new_key: relay_core::secret::Secret,
+        /// Rows read per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
     },
 }
 
@@ -141,6 +163,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             app::prepare(&settings).await?;
             eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::RotateMaster { new_key, batch } } => {
+            if settings.master_key.is_none() {
+                bail!(
+                    "keys rotate-master needs RELAY_MASTER_KEY (the development key kept in the database is not rotated)"
+                );
+            }
+            let new = relay_core::secret::MasterKey::from_base64(new_key.expose()).context("--new-key")?;
+            let deps = app::prepare(&settings).await?;
+            let done = crate::keys::rotate_master(&deps.pool, &deps.master_key, &new, batch).await?;
+            eprintln!(
+                "done: {} re-encrypted, {} already under the new key, {} changed meanwhile",
+                done.rewritten, done.already_new, done.changed_meanwhile
+            );
             Ok(())
         }
         Command::Openapi => {

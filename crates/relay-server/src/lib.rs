@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod keys;
 pub mod listener;
 pub mod metrics;
 pub mod settings;

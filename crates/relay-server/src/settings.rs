@@ -69,6 +69,12 @@ pub struct SettingsArgs {
     /// 32-byte key (base64) that encrypts stored secrets.
     #[arg(long, env = "RELAY_MASTER_KEY", global = true, hide_env_values = true)]
     pub master_key: Option<Secret>,
+    /// During a master key rotation: the previous key, still used to open stored secrets.
+    #[arg(long, env = "RELAY_MASTER_KEY_PREVIOUS", global = true, hide_env_values = true)]
+    pub master_key_previous: Option<Secret>,
+    /// During a JWT secret rotation: the previous secret, whose tokens still verify.
+    #[arg(long, env = "RELAY_JWT_SECRET_PREVIOUS", global = true, hide_env_values = true)]
+    pub jwt_secret_previous: Option<Secret>,
     /// Allow destinations on loopback/private/link-local addresses.
     #[arg(long, env = "RELAY_ALLOW_PRIVATE_DESTINATIONS", global = true, value_parser = bool_flag(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_private_destinations: Option<bool>,
@@ -129,6 +135,8 @@ pub struct Settings {
     pub public_url: String,
     pub jwt_secret: Option<Secret>,
     pub master_key: Option<Secret>,
+    pub master_key_previous: Option<Secret>,
+    pub jwt_secret_previous: Option<Secret>,
     pub allow_private_destinations: bool,
     pub require_https_destinations: bool,
     pub max_body_bytes: usize,
@@ -187,6 +195,8 @@ impl SettingsArgs {
                 .to_owned(),
             jwt_secret: s.jwt_secret,
             master_key: s.master_key,
+            master_key_previous: s.master_key_previous,
+            jwt_secret_previous: s.jwt_secret_previous,
             allow_private_destinations: s.allow_private_destinations.unwrap_or(false),
             require_https_destinations: s.require_https_destinations.unwrap_or(false),
             max_body_bytes,
@@ -215,6 +225,8 @@ impl SettingsArgs {
             public_url,
             jwt_secret,
             master_key,
+            master_key_previous,
+            jwt_secret_previous,
             allow_private_destinations,
             require_https_destinations,
             max_body_bytes,

@@ -23,6 +23,7 @@ mod live;
 pub mod outcomes;
 pub mod redis;
 pub mod rejections;
+pub mod rekey;
 pub mod retention;
 pub mod settings;
 pub mod slots;
