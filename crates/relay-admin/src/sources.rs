@@ -46,6 +46,10 @@ pub struct SourceIn {
     pub verification: Option<VerificationConfig>,
     /// The token the GET handshake must present (1 to 256 characters).
     pub verify_token: Option<String>,
+    /// JSON pointers (1 to 5, e.g. `["/deviceId", "/message/id"]`) whose values identify an
+    /// event for dedupe instead of its `eventId`; an event lacking one is identified by its
+    /// `eventId`. Default: none (the `eventId`).
+    pub dedupe_key: Option<Vec<String>>,
 }
 
 /// Changes to a source; missing fields stay as they are. A `secret` given here replaces the
@@ -62,6 +66,11 @@ pub struct SourcePatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub verify_token: Option<Option<String>>,
+    /// A new dedupe key, or `null` for the `eventId` again; applies to events received after
+    /// the change.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub dedupe_key: Option<Option<Vec<String>>>,
 }
 
 /// A secret rotation.
@@ -89,6 +98,8 @@ pub struct SourceOut {
     #[serde(with = "time::serde::rfc3339::option")]
     pub previous_secret_expires_at: Option<OffsetDateTime>,
     pub verify_token_set: bool,
+    /// The JSON pointers that identify an event for dedupe; null: its `eventId`.
+    pub dedupe_key: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -107,6 +118,7 @@ impl SourceOut {
             secret_hint: row.secret_hint.clone(),
             previous_secret_expires_at: row.previous_secret_at(now).and(row.previous_secret_expires_at),
             verify_token_set: row.verify_token.is_some(),
+            dedupe_key: row.dedupe_key.clone(),
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -144,6 +156,9 @@ pub(crate) async fn create_source(
     let secret = input.secret.map(Secret::new);
     check_secret(&verification, secret.as_ref())?;
     let verify_token = input.verify_token.as_deref().map(check_verify_token).transpose()?;
+    if let Some(key) = &input.dedupe_key {
+        relay_core::dedupe::validate(key).map_err(ApiError::validation)?;
+    }
     let new = NewSource {
         tenant_id: auth.tenant_id,
         name,
@@ -151,6 +166,7 @@ pub(crate) async fn create_source(
         secret: secret.as_ref().map(|s| state.master_key.seal(s)),
         secret_hint: secret.as_ref().map(Secret::hint),
         verify_token: verify_token.as_ref().map(|t| state.master_key.seal(t)),
+        dedupe_key: input.dedupe_key,
     };
     let mut tx = crate::db::begin(&state.pool).await?;
     crate::quota::check_count_limit(&mut tx, auth.tenant_id, crate::quota::Counted::Sources).await?;
@@ -222,6 +238,7 @@ pub(crate) async fn update_source(
         previous_secret: row.previous_secret.clone(),
         previous_secret_expires_at: row.previous_secret_expires_at,
         verify_token: row.verify_token.clone(),
+        dedupe_key: row.dedupe_key.clone(),
     };
     let secret = match patch.secret {
         Some(s) => {
@@ -239,6 +256,12 @@ pub(crate) async fn update_source(
         Some(Some(t)) => update.verify_token = Some(key.seal(&check_verify_token(t)?)),
         Some(None) => update.verify_token = None,
         None => {}
+    }
+    if let Some(key) = patch.dedupe_key {
+        if let Some(pointers) = &key {
+            relay_core::dedupe::validate(pointers).map_err(ApiError::validation)?;
+        }
+        update.dedupe_key = key;
     }
     let row =
         store::update_source(&mut *tx, auth.tenant_id, id, &update).await.map_err(or_not_found(NOT_FOUND))?;

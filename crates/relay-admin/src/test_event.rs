@@ -79,6 +79,7 @@ pub(crate) async fn send_test_event(
         device_id: None,
         timestamp: now,
         body: bytes_of(&body),
+        dedupe_id: None,
     };
     insert_events(&mut *tx, &[event]).await?;
     let delivery = NewDelivery::due_now(auth.tenant_id, event_id, id);

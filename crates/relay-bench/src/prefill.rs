@@ -34,6 +34,7 @@ pub async fn store(db: &str, backlog: &TenantSetup, count: usize) -> anyhow::Res
                     device_id: Some("dev_backlog".to_owned()),
                     timestamp: stamp,
                     body: body.into(),
+                    dedupe_id: None,
                 }
             })
             .collect();

@@ -7,11 +7,13 @@
 //! argument), so the rules of the product are unit-testable in isolation.
 
 pub mod address;
+pub mod dedupe;
 pub mod destination;
 pub mod event;
 pub mod filter;
 pub mod headers;
 pub mod ids;
+pub mod meta;
 pub mod plan;
 pub mod retry;
 pub mod secret;

@@ -195,7 +195,9 @@ async fn accept(
         .with_retry_after(BACKLOG_RETRY_AFTER_SECONDS));
     };
 
-    if state.inner.redis.seen_event(source.source_id(), &envelope.wap_event_id).await == Some(true) {
+    let dedupe_id = dedupe_id(source, &body);
+    let identity = dedupe_id.as_deref().unwrap_or(&envelope.wap_event_id);
+    if state.inner.redis.seen_event(source.source_id(), identity).await == Some(true) {
         return Ok(answer(Stored::Duplicate));
     }
     crate::backpressure::wait_for_room(state, tenant, &matching)
@@ -210,6 +212,7 @@ async fn accept(
         device_id: envelope.device_id,
         timestamp: envelope.timestamp,
         body,
+        dedupe_id,
     };
     let ttl = Duration::from_secs(u64::from(limits.retention_days.max(1)) * 86_400);
     let stored = state.inner.writer.store(event, ttl).await.map_err(|refused| match refused {
@@ -220,6 +223,14 @@ async fn accept(
         admission.stored(deliveries);
     }
     Ok(answer(stored))
+}
+
+/// The event's identity under its source's dedupe key, if the source has one and the event holds
+/// its values (else it is identified by its eventId). The body already parsed as an event.
+fn dedupe_id(source: &relay_store::sources::SourceRow, body: &[u8]) -> Option<String> {
+    let pointers = source.dedupe_key.as_deref()?;
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    relay_core::dedupe::identity(&value, pointers)
 }
 
 /// The answer when the relay sheds load; `what` (the write queue, or deliveries not keeping

@@ -238,7 +238,7 @@ async fn finish(deps: &Deps, batch: Vec<Job>, outcomes: Vec<Stored>) {
     }
     let mut remember = Vec::with_capacity(batch.len());
     for (job, outcome) in batch.into_iter().zip(outcomes) {
-        remember.push((job.event.source_id, job.event.wap_event_id.clone(), job.dedupe_ttl));
+        remember.push((job.event.source_id, job.event.dedupe_identity().to_owned(), job.dedupe_ttl));
         let _ = job.reply.send(Ok(outcome));
     }
     let keys: Vec<_> = remember.iter().map(|(s, id, ttl)| (*s, id.as_str(), *ttl)).collect();

@@ -388,3 +388,58 @@ async fn a_request_dropped_while_counting_does_not_freeze_the_backlog(pool: PgPo
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A source's dedupe key: one message posted 50 times at once under 50 eventIds is one event;
+/// an event without the key's value is deduplicated by its eventId; clearing the key applies to
+/// the events received afterwards.
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_dedupe_key_makes_one_event_of_one_message_under_many_event_ids(pool: PgPool) {
+    let h = Harness::start(pool).await;
+    let (tenant, source) = h.setup(Plan::Growth).await;
+    sqlx::query("UPDATE sources SET dedupe_key = ARRAY['/deviceId', '/message/id'] WHERE id = $1")
+        .bind(source.uuid())
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    let bodies: Vec<String> = (0..50).map(|i| event(&format!("evt_resent_{i}"))).collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| h.post_signed(source, b))).await;
+    let mut texts = Vec::new();
+    for a in answers {
+        assert_eq!(a.status(), 200);
+        texts.push(a.text().await.unwrap());
+    }
+    let stored = texts.iter().filter(|t| *t == r#"{"received":true}"#).count();
+    assert_eq!(stored, 1, "exactly one is stored, the others are duplicates: {texts:?}");
+    assert_eq!(h.events(tenant).await, 1);
+    // Another device's message with the same message id is another event.
+    assert_eq!(
+        h.post_signed(source, &event_of("evt_other_device", "message.received", Some("dev_2")))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(h.events(tenant).await, 2);
+    // No deviceId: the key does not apply, the eventId does.
+    for _ in 0..2 {
+        assert_eq!(
+            h.post_signed(source, &event_of("evt_no_device", "message.received", None)).await.status(),
+            200
+        );
+    }
+    assert_eq!(h.events(tenant).await, 3);
+
+    // Back to eventIds: the same message under a new eventId is now a new event.
+    sqlx::query("UPDATE sources SET dedupe_key = NULL WHERE id = $1")
+        .bind(source.uuid())
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    let mut n = 0;
+    let h = &h;
+    eventually("the cleared key to apply", || {
+        n += 1;
+        let body = event(&format!("evt_after_{n}"));
+        async move { h.post_signed(source, &body).await.text().await.unwrap() == r#"{"received":true}"# }
+    })
+    .await;
+}

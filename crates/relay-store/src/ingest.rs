@@ -1,7 +1,7 @@
 //! The ingest write: a batch of events and the deliveries they fan out to, stored by one
 //! statement (so one implicit transaction and one round trip). Only events that are new get
 //! their deliveries; duplicates (same source and `eventId`, in the table or earlier in the
-//! batch) are skipped by the dedupe constraint. Each delivery gets its log row and its queue row;
+//! batch) are skipped by the dedupe index. Each delivery gets its log row and its queue row;
 //! a delivery handed to this process's own dispatcher is queued already leased to it, the others
 //! are due now and the dispatchers are woken by a NOTIFY that Postgres delivers at commit.
 
@@ -97,13 +97,15 @@ pub async fn store_events(
     let devices: Vec<Option<&str>> = events.iter().map(|e| e.device_id.as_deref()).collect();
     let stamps: Vec<OffsetDateTime> = events.iter().map(|e| e.timestamp).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_ref()).collect();
+    let dedupe_ids: Vec<Option<&str>> = events.iter().map(|e| e.dedupe_id.as_deref()).collect();
     // `wake` is evaluated once, and notifies only when deliveries due now were queued.
     let sql = sqlx::AssertSqlSafe(format!(
         "WITH ins AS ( \
-           INSERT INTO events (id, tenant_id, source_id, wap_event_id, type, device_id, \"timestamp\", body) \
+           INSERT INTO events (id, tenant_id, source_id, wap_event_id, type, device_id, \"timestamp\", body, \
+             dedupe_id) \
            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
-                                $7::timestamptz[], $8::bytea[]) \
-           ON CONFLICT (source_id, wap_event_id) DO NOTHING RETURNING id \
+                                $7::timestamptz[], $8::bytea[], $16::text[]) \
+           ON CONFLICT (source_id, (coalesce(dedupe_id, wap_event_id))) DO NOTHING RETURNING id \
          ), {} \
          SELECT ins.id FROM ins, \
            (SELECT count(pg_notify($15, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL LIMIT 1) one) wake",
@@ -118,6 +120,11 @@ pub async fn store_events(
         .bind(devices)
         .bind(stamps)
         .bind(bodies);
-    let inserted = QueueColumns::of(candidates, lease_token).bind(q).bind(WAKE_CHANNEL).fetch_all(db).await?;
+    let inserted = QueueColumns::of(candidates, lease_token)
+        .bind(q)
+        .bind(WAKE_CHANNEL)
+        .bind(dedupe_ids)
+        .fetch_all(db)
+        .await?;
     Ok(inserted.into_iter().map(|(id,)| EventId::from_uuid(id)).collect())
 }

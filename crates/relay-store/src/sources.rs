@@ -21,6 +21,8 @@ pub struct SourceRow {
     pub previous_secret: Option<Vec<u8>>,
     pub previous_secret_expires_at: Option<OffsetDateTime>,
     pub verify_token: Option<Vec<u8>>,
+    /// JSON pointers whose values identify an event instead of its eventId (none: the eventId).
+    pub dedupe_key: Option<Vec<String>>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub deleted_at: Option<OffsetDateTime>,
@@ -45,7 +47,7 @@ impl SourceRow {
 }
 
 pub const SOURCE_COLUMNS: &str = "id, tenant_id, name, verification, secret, secret_hint, previous_secret, \
-     previous_secret_expires_at, verify_token, created_at, updated_at, deleted_at";
+     previous_secret_expires_at, verify_token, dedupe_key, created_at, updated_at, deleted_at";
 
 #[derive(Debug, Clone)]
 pub struct NewSource {
@@ -55,12 +57,13 @@ pub struct NewSource {
     pub secret: Option<Vec<u8>>,
     pub secret_hint: Option<String>,
     pub verify_token: Option<Vec<u8>>,
+    pub dedupe_key: Option<Vec<String>>,
 }
 
 pub async fn insert_source(db: impl PgExecutor<'_>, new: &NewSource) -> Result<SourceRow> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "INSERT INTO sources (id, tenant_id, name, verification, secret, secret_hint, verify_token) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {SOURCE_COLUMNS}"
+        "INSERT INTO sources (id, tenant_id, name, verification, secret, secret_hint, verify_token, dedupe_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {SOURCE_COLUMNS}"
     ));
     let row = sqlx::query_as(sql)
         .bind(SourceId::new().uuid())
@@ -70,6 +73,7 @@ pub async fn insert_source(db: impl PgExecutor<'_>, new: &NewSource) -> Result<S
         .bind(new.secret.as_deref())
         .bind(new.secret_hint.as_deref())
         .bind(new.verify_token.as_deref())
+        .bind(new.dedupe_key.as_ref())
         .fetch_one(db)
         .await?;
     Ok(row)
@@ -90,7 +94,7 @@ pub struct IngestSource {
 pub async fn find_ingest_source(db: impl PgExecutor<'_>, id: SourceId) -> Result<Option<IngestSource>> {
     let row = sqlx::query_as(
         "SELECT s.id, s.tenant_id, s.name, s.verification, s.secret, s.secret_hint, s.previous_secret, \
-                s.previous_secret_expires_at, s.verify_token, s.created_at, s.updated_at, s.deleted_at, \
+                s.previous_secret_expires_at, s.verify_token, s.dedupe_key, s.created_at, s.updated_at, s.deleted_at, \
                 t.status AS tenant_status, t.plan AS tenant_plan, t.limits AS tenant_limits \
          FROM sources s JOIN tenants t ON t.id = s.tenant_id WHERE s.id = $1",
     )
@@ -206,6 +210,8 @@ pub struct SourceUpdate {
     pub previous_secret: Option<Vec<u8>>,
     pub previous_secret_expires_at: Option<OffsetDateTime>,
     pub verify_token: Option<Vec<u8>>,
+    /// Applies to the events received after the change.
+    pub dedupe_key: Option<Vec<String>>,
 }
 
 pub async fn update_source(
@@ -216,7 +222,8 @@ pub async fn update_source(
 ) -> Result<SourceRow> {
     let sql = sqlx::AssertSqlSafe(format!(
         "UPDATE sources SET name = $3, verification = $4, secret = $5, secret_hint = $6, \
-         previous_secret = $7, previous_secret_expires_at = $8, verify_token = $9, updated_at = now() \
+         previous_secret = $7, previous_secret_expires_at = $8, verify_token = $9, dedupe_key = $10, \
+         updated_at = now() \
          WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {SOURCE_COLUMNS}"
     ));
     let row: Option<SourceRow> = sqlx::query_as(sql)
@@ -229,6 +236,7 @@ pub async fn update_source(
         .bind(update.previous_secret.as_deref())
         .bind(update.previous_secret_expires_at)
         .bind(update.verify_token.as_deref())
+        .bind(update.dedupe_key.as_ref())
         .fetch_optional(db)
         .await?;
     row.ok_or(StoreError::NotFound)

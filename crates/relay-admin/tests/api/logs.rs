@@ -288,6 +288,7 @@ async fn events_by_wap_event_id_use_their_index_and_page(pool: PgPool) {
             device_id: None,
             timestamp: time::OffsetDateTime::now_utc(),
             body: br#"{"eventId":"evt_twice"}"#.to_vec().into(),
+            dedupe_id: None,
         };
         expected.extend(relay_store::events::insert_events(&app.pool, &[e]).await.unwrap());
     }

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use relay_core::SourceId;
 use relay_store::PgPool;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::TestApp;
 
@@ -194,4 +194,28 @@ async fn rotating_a_source_secret_keeps_the_previous_one_for_a_while(pool: PgPoo
         assert_eq!(res.status, status, "{body}");
         assert!(res.detail().contains(field), "{body}: {}", res.detail());
     }
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_source_dedupe_key_is_json_pointers_shown_changed_and_cleared(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let t = app.tenant("pro").await;
+    let body = json!({"name": "wa", "secret": "secret-123456", "dedupe_key": ["/message/id"]});
+    let res = app.post("/v1/sources", &t.token, body).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    assert_eq!(res.body["dedupe_key"], json!(["/message/id"]));
+    let path = format!("/v1/sources/{}", res.id());
+    let res = app.patch(&path, &t.token, json!({"dedupe_key": ["message.id"]})).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.detail().contains("dedupe_key"), "{}", res.detail());
+    let res = app.patch(&path, &t.token, json!({"dedupe_key": ["/deviceId", "/message/id"]})).await;
+    assert_eq!(res.body["dedupe_key"], json!(["/deviceId", "/message/id"]));
+    let res = app.patch(&path, &t.token, json!({"name": "renamed"})).await;
+    assert_eq!(res.body["dedupe_key"], json!(["/deviceId", "/message/id"]), "kept when not named");
+    let res = app.patch(&path, &t.token, json!({"dedupe_key": null})).await;
+    assert_eq!(res.body["dedupe_key"], Value::Null);
+    let res = app
+        .post("/v1/sources", &t.token, json!({"name": "b", "secret": "secret-123456", "dedupe_key": []}))
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
 }

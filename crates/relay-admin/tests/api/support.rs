@@ -178,6 +178,7 @@ impl TestApp {
                     device_id: Some("dev_1".to_owned()),
                     timestamp: OffsetDateTime::now_utc(),
                     body: body.to_string().into(),
+                    dedupe_id: None,
                 }
             })
             .collect();

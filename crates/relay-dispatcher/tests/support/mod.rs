@@ -297,6 +297,7 @@ impl Fixture {
                 device_id: None,
                 timestamp: time::OffsetDateTime::now_utc(),
                 body: bytes::Bytes::from(body.clone()),
+                dedupe_id: None,
             })
             .collect();
         let mut tx = self.pool.begin().await.unwrap();

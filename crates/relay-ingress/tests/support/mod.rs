@@ -84,6 +84,7 @@ impl Harness {
             secret: secret.map(|s| self.master_key.seal(&Secret::new(s))),
             secret_hint: secret.map(|s| Secret::new(s).hint()),
             verify_token: verify_token.map(|t| self.master_key.seal(&Secret::new(t))),
+            dedupe_key: None,
         };
         sources::insert_source(&self.pool, &new).await.unwrap().source_id()
     }
