@@ -79,6 +79,9 @@ pub struct DestinationIn {
     /// (see `DestinationOut.headers`) are stored encrypted and never shown again in full.
     pub headers: Option<BTreeMap<String, String>>,
     /// Default true.
+    /// When it answers again after a failing streak, queue the deliveries that failed during
+    /// the streak once more (trigger `replay`). Default false.
+    pub replay_on_recovery: Option<bool>,
     pub enabled: Option<bool>,
     /// 1 to 30000 (default 10000).
     pub timeout_ms: Option<u32>,
@@ -111,6 +114,7 @@ pub struct DestinationPatch {
     /// `true` pauses it: deliveries collect and none is attempted; `false` resumes it (they flow
     /// in order, each with a fresh retry window).
     pub paused: Option<bool>,
+    pub replay_on_recovery: Option<bool>,
     pub timeout_ms: Option<u32>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u32>)]
@@ -146,6 +150,8 @@ pub struct DestinationOut {
     pub paused: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub paused_at: Option<OffsetDateTime>,
+    /// Replay the failed deliveries of a failing streak when the destination answers again.
+    pub replay_on_recovery: bool,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -182,6 +188,7 @@ impl DestinationOut {
             disabled_at: r.disabled_at,
             paused: r.paused,
             paused_at: r.paused_at,
+            replay_on_recovery: r.replay_on_recovery,
             timeout_ms: r.timeout_ms,
             rate_limit_per_second: r.rate_limit_per_second,
             max_in_flight: r.max_in_flight,
@@ -310,6 +317,7 @@ pub(crate) async fn create_destination(
         disabled_reason: None,
         // A destination starts unpaused; pause it with PATCH.
         paused: false,
+        replay_on_recovery: input.replay_on_recovery.unwrap_or(false),
         timeout_ms: to_i32(input.timeout_ms.unwrap_or(defaults::TIMEOUT_MS)),
         rate_limit_per_second: input.rate_limit_per_second.map(to_i32),
         max_in_flight: to_i32(input.max_in_flight.unwrap_or(defaults::MAX_IN_FLIGHT)),
@@ -334,6 +342,7 @@ pub(crate) async fn create_destination(
         device_ids: draft.device_ids,
         headers: draft.headers.plain,
         enabled: draft.enabled,
+        replay_on_recovery: draft.replay_on_recovery,
         timeout_ms: draft.timeout_ms,
         rate_limit_per_second: draft.rate_limit_per_second,
         max_in_flight: draft.max_in_flight,
@@ -436,6 +445,7 @@ pub(crate) async fn update_destination(
         enabled: patch.enabled.unwrap_or(row.enabled),
         disabled_reason: Some(DISABLED_BY_TENANT.to_owned()),
         paused: patch.paused.unwrap_or(row.paused),
+        replay_on_recovery: patch.replay_on_recovery.unwrap_or(row.replay_on_recovery),
         timeout_ms: patch.timeout_ms.map_or(row.timeout_ms, to_i32),
         rate_limit_per_second: patch
             .rate_limit_per_second

@@ -183,7 +183,7 @@ pub(crate) async fn replay_destination(
         .await
         .map_err(or_not_found(not_found))?;
     let queued =
-        store::replay_destination(&mut *tx, auth.tenant_id, id, input.since, until, include_succeeded)
+        store::replay_destination(&mut *tx, auth.tenant_id, id, input.since, until, include_succeeded, None)
             .await?;
     if queued > 0 {
         store::notify_due(&mut *tx).await?;

@@ -47,7 +47,7 @@ pub struct SourceIn {
     /// The token the GET handshake must present (1 to 256 characters).
     pub verify_token: Option<String>,
     /// JSON pointers (1 to 5, e.g. `["/deviceId", "/message/id"]`) whose values identify an
-    /// event for dedupe instead of its `eventId`; an event lacking one is identified by its
+    /// event for dedupe besides its `eventId` (a duplicate of either is dropped); an event lacking one is identified by its
     /// `eventId`. Default: none (the `eventId`).
     pub dedupe_key: Option<Vec<String>>,
 }

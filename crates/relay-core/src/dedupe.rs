@@ -1,5 +1,5 @@
 //! A source's dedupe key (CONTRACT §7): JSON pointers (RFC 6901) whose values identify an event
-//! instead of its eventId, for providers that resend one message under new eventIds. The
+//! besides its eventId, for providers that resend one message under new eventIds. The
 //! identity is `key:` followed by the JSON array of the values, so it can never equal an eventId;
 //! an event that lacks one of the values (or holds an object or array there) is identified by
 //! its eventId as usual.

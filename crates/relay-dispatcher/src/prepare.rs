@@ -153,6 +153,7 @@ pub(crate) mod tests {
             disabled_at: None,
             paused: false,
             paused_at: None,
+            replay_on_recovery: false,
             timeout_ms: 10_000,
             rate_limit_per_second: None,
             max_in_flight: 16,

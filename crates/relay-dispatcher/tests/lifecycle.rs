@@ -1,5 +1,6 @@
 //! A delivery's life around the edges: suspended tenants' deliveries wait, a redelivery gets a
-//! fresh retry window, and retention purges old rows but never pending ones.
+//! fresh retry window, retention purges old rows but never pending ones, and a recovered
+//! destination gets the deliveries of its failing streak again.
 
 mod support;
 
@@ -259,4 +260,39 @@ async fn a_disabled_destinations_deliveries_fail_when_their_window_ends(pool: Pg
     let queued: i64 =
         sqlx::query_scalar("SELECT count(*) FROM delivery_queue").fetch_one(&fx.pool).await.unwrap();
     assert_eq!(queued, 0, "nothing counts toward the backlog any more");
+}
+
+/// Replay on recovery: the deliveries that failed while a destination was failing are queued
+/// once more (trigger `replay`) when it answers again, each once.
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_recovered_destination_gets_its_failed_deliveries_again_once(pool: PgPool) {
+    let fx = Fixture::new(pool);
+    let receiver = Receiver::start().await;
+    receiver.script(|s| s.status = 500);
+    let tenant = fx.tenant(None, None).await;
+    let spec = DestinationSpec {
+        window_seconds: 1,
+        replay_on_recovery: true,
+        ..DestinationSpec::new(receiver.url("/hook"))
+    };
+    let dest = fx.destination(tenant, spec).await;
+    let running = start(&fx, test_redis(), test_config());
+    fx.enqueue(&dest, &[b"{\"n\":1}".to_vec(), b"{\"n\":2}".to_vec()]).await;
+    wait_for("both deliveries to fail", Duration::from_secs(15), || async {
+        fx.count_status(&dest, "failed").await == 2
+    })
+    .await;
+    assert!(fx.destination_state(&dest).await.0, "still enabled, failing");
+
+    receiver.script(|s| s.status = 200);
+    fx.enqueue(&dest, &[b"{\"n\":3}".to_vec()]).await;
+    wait_for("the recovery and the replay", Duration::from_secs(15), || async {
+        fx.count_status(&dest, "succeeded").await == 3
+    })
+    .await;
+    running.stop().await;
+    let attempts = fx.attempts(&dest).await;
+    let replays = attempts.iter().filter(|a| a.3 == "replay").count();
+    assert_eq!(replays, 2, "each failed delivery replayed once: {attempts:?}");
+    assert!(attempts.iter().filter(|a| a.3 == "replay").all(|a| a.2 == Some(200)));
 }

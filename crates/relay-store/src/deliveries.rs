@@ -270,8 +270,9 @@ pub async fn redeliver_event(
 }
 
 /// Queues again a destination's finished deliveries created in `range`: the failed ones, or
-/// (`include_succeeded`) the succeeded ones too. Pending deliveries are already queued and stay as
-/// they are. Returns how many were queued.
+/// (`include_succeeded`) the succeeded ones too, and with `completed_since` only those finished
+/// since then (a failing streak's, for replay on recovery). Pending deliveries are already
+/// queued and stay as they are. Returns how many were queued.
 pub async fn replay_destination(
     db: impl PgExecutor<'_>,
     tenant: TenantId,
@@ -279,12 +280,14 @@ pub async fn replay_destination(
     since: time::OffsetDateTime,
     until: time::OffsetDateTime,
     include_succeeded: bool,
+    completed_since: Option<time::OffsetDateTime>,
 ) -> Result<u64> {
     let sql = sqlx::AssertSqlSafe(format!(
         "WITH picked AS (SELECT id, event_id FROM deliveries \
              WHERE tenant_id = $1 AND destination_id = $2 AND id >= $3 AND id <= $4 \
                AND created_at >= $5 AND created_at < $6 \
-               AND (status = 'failed' OR ($7 AND status = 'succeeded'))), \
+               AND (status = 'failed' OR ($7 AND status = 'succeeded')) \
+               AND ($8::timestamptz IS NULL OR completed_at >= $8)), \
          ev AS ({LOCK_EVENTS} (SELECT event_id FROM picked) FOR KEY SHARE), \
          upd AS (UPDATE deliveries d SET {REQUEUE}, next_trigger = 'replay' \
              WHERE d.tenant_id = $1 AND d.id IN (SELECT id FROM picked) \
@@ -302,6 +305,7 @@ pub async fn replay_destination(
         .bind(since)
         .bind(until)
         .bind(include_succeeded)
+        .bind(completed_since)
         .fetch_one(db)
         .await?;
     Ok(u64::try_from(queued).unwrap_or(0))

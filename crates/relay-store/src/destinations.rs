@@ -34,6 +34,8 @@ pub struct DestinationRow {
     /// Deliveries collect and none is attempted until it is resumed.
     pub paused: bool,
     pub paused_at: Option<OffsetDateTime>,
+    /// When it answers again after a failing streak, the streak's failed deliveries are replayed.
+    pub replay_on_recovery: bool,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -49,7 +51,7 @@ pub struct DestinationRow {
 }
 
 pub const DESTINATION_COLUMNS: &str = "id, tenant_id, url, description, source_ids, event_types, device_ids, \
-     headers, sealed_headers, enabled, disabled_reason, disabled_at, paused, paused_at, timeout_ms, \
+     headers, sealed_headers, enabled, disabled_reason, disabled_at, paused, paused_at, replay_on_recovery, timeout_ms, \
      rate_limit_per_second, max_in_flight, initial_delay_ms, max_delay_ms, window_seconds, signing_secret, previous_signing_secret, \
      previous_signing_secret_expires_at, failing_since, created_at, updated_at";
 
@@ -76,6 +78,7 @@ pub struct NewDestination {
     pub device_ids: Option<Vec<String>>,
     pub headers: BTreeMap<String, String>,
     pub enabled: bool,
+    pub replay_on_recovery: bool,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -100,8 +103,8 @@ pub async fn insert_destination_with_sealed_headers(
     let sql = sqlx::AssertSqlSafe(format!(
         "INSERT INTO destinations (id, tenant_id, url, description, source_ids, event_types, device_ids, \
          headers, enabled, timeout_ms, rate_limit_per_second, max_in_flight, initial_delay_ms, max_delay_ms, \
-         window_seconds, signing_secret, sealed_headers) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         window_seconds, signing_secret, sealed_headers, replay_on_recovery) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          RETURNING {DESTINATION_COLUMNS}"
     ));
     let source_ids: Option<Vec<Uuid>> =
@@ -124,6 +127,7 @@ pub async fn insert_destination_with_sealed_headers(
         .bind(new.window_seconds)
         .bind(&new.signing_secret)
         .bind(sealed_headers)
+        .bind(new.replay_on_recovery)
         .fetch_one(db)
         .await?;
     Ok(row)
@@ -259,6 +263,7 @@ pub struct DestinationUpdate {
     pub disabled_reason: Option<String>,
     /// Turning it off (resuming) restarts the retry windows of the queued deliveries.
     pub paused: bool,
+    pub replay_on_recovery: bool,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -281,7 +286,7 @@ pub async fn update_destination(
          disabled_reason = CASE WHEN $9 THEN NULL WHEN enabled THEN $16 ELSE disabled_reason END, \
          failing_since = CASE WHEN $9 AND NOT enabled THEN NULL ELSE failing_since END, \
          enabled = $9, paused_at = CASE WHEN NOT $18 THEN NULL WHEN paused THEN paused_at ELSE now() END, \
-         paused = $18, updated_at = now() \
+         paused = $18, replay_on_recovery = $19, updated_at = now() \
          WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {DESTINATION_COLUMNS}"
     ));
     let source_ids: Option<Vec<Uuid>> =
@@ -305,6 +310,7 @@ pub async fn update_destination(
         .bind(u.disabled_reason.as_deref())
         .bind(u.headers.sealed.as_deref())
         .bind(u.paused)
+        .bind(u.replay_on_recovery)
         .fetch_optional(db)
         .await?;
     row.ok_or(crate::StoreError::NotFound)

@@ -1,6 +1,6 @@
 //! The `events` table: each accepted WAPing event with its raw body. Inserted in batches by the
-//! ingest group commit; the unique index on (source_id, identity) is the dedupe, the identity
-//! being the event's dedupe id (from its source's dedupe key) or else its eventId.
+//! ingest group commit; the unique constraint on (source_id, wap_event_id) is the dedupe, and for
+//! a source with a dedupe key the unique index on (source_id, dedupe_id) too.
 
 use relay_core::{EventId, SourceId, TenantId};
 use sqlx::PgExecutor;
@@ -20,12 +20,12 @@ pub struct NewEvent {
     pub timestamp: OffsetDateTime,
     pub body: bytes::Bytes,
     /// The identity from the source's dedupe key, when it has one and the event holds its
-    /// values; otherwise the event is identified by its eventId.
+    /// values (an event is a duplicate when its eventId or this was seen).
     pub dedupe_id: Option<String>,
 }
 
 impl NewEvent {
-    /// What dedupe compares: the dedupe id, or the eventId.
+    /// What the Redis fast path remembers: the dedupe id, or the eventId.
     pub fn dedupe_identity(&self) -> &str {
         self.dedupe_id.as_deref().unwrap_or(&self.wap_event_id)
     }

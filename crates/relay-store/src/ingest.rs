@@ -105,7 +105,7 @@ pub async fn store_events(
              dedupe_id) \
            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
                                 $7::timestamptz[], $8::bytea[], $16::text[]) \
-           ON CONFLICT (source_id, (coalesce(dedupe_id, wap_event_id))) DO NOTHING RETURNING id \
+           ON CONFLICT DO NOTHING RETURNING id \
          ), {} \
          SELECT ins.id FROM ins, \
            (SELECT count(pg_notify($15, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL LIMIT 1) one) wake",

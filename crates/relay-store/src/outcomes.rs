@@ -68,6 +68,9 @@ pub struct Recorded {
     pub applied: u64,
     /// Destinations this batch disabled, with the reason.
     pub disabled: Vec<(DestinationId, String)>,
+    /// Destinations with `replay_on_recovery` whose failing streak this batch ended (exactly
+    /// one batch sees each end: the row is locked), with when the streak began.
+    pub recovered: Vec<(TenantId, DestinationId, OffsetDateTime)>,
 }
 
 /// Per destination in a batch: whether an attempt succeeded, and the first failure after the
@@ -181,7 +184,15 @@ pub async fn record_attempts(
     let h_gone: Vec<bool> = health.values().map(|h| h.gone).collect();
     let period_ms = i64::try_from(unhealthy_after.as_millis()).unwrap_or(i64::MAX);
 
-    let (applied, disabled_ids, disabled_reasons): (i64, Vec<Uuid>, Vec<String>) = sqlx::query_as(
+    #[allow(clippy::type_complexity)]
+    let (applied, disabled_ids, disabled_reasons, rec_ids, rec_tenants, rec_since): (
+        i64,
+        Vec<Uuid>,
+        Vec<String>,
+        Vec<Uuid>,
+        Vec<Uuid>,
+        Vec<OffsetDateTime>,
+    ) = sqlx::query_as(
         "WITH a AS ( \
            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int[], \
              $7::text[], $8::timestamptz[], $9::int[], $10::text[], $11::text[], $12::int[], $13::text[], \
@@ -242,11 +253,19 @@ pub async fn record_attempts(
              disabled_at = CASE WHEN ds.enabled AND h.disable THEN now() ELSE ds.disabled_at END \
            FROM h WHERE ds.id = h.dest AND ds.tenant_id = h.tenant \
              AND (ds.failing_since IS DISTINCT FROM h.fs OR (ds.enabled AND h.disable)) \
-           RETURNING ds.id, ds.enabled, ds.disabled_reason, (ds.disabled_at = now()) AS just_disabled \
+           RETURNING ds.id, ds.tenant_id, ds.enabled, ds.disabled_reason, (ds.disabled_at = now()) AS just_disabled, \
+             ds.failing_since, ds.replay_on_recovery \
+         ), rec AS ( \
+           SELECT dis.id, dis.tenant_id, lk.failing_since AS streak_since FROM dis JOIN lk ON lk.id = dis.id \
+           WHERE lk.failing_since IS NOT NULL AND dis.failing_since IS NULL AND dis.replay_on_recovery \
+             AND dis.enabled \
          ) \
          SELECT (SELECT count(*) FROM upd), \
            COALESCE((SELECT array_agg(id ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{}'), \
-           COALESCE((SELECT array_agg(disabled_reason ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{}')",
+           COALESCE((SELECT array_agg(disabled_reason ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{}'), \
+           COALESCE((SELECT array_agg(id ORDER BY id) FROM rec), '{}'), \
+           COALESCE((SELECT array_agg(tenant_id ORDER BY id) FROM rec), '{}'), \
+           COALESCE((SELECT array_agg(streak_since ORDER BY id) FROM rec), '{}')",
     )
     .bind(ids)
     .bind(deliveries)
@@ -276,5 +295,11 @@ pub async fn record_attempts(
     Ok(Recorded {
         applied: u64::try_from(applied).unwrap_or(0),
         disabled: disabled_ids.into_iter().map(DestinationId::from_uuid).zip(disabled_reasons).collect(),
+        recovered: rec_ids
+            .into_iter()
+            .zip(rec_tenants)
+            .zip(rec_since)
+            .map(|((d, t), since)| (TenantId::from_uuid(t), DestinationId::from_uuid(d), since))
+            .collect(),
     })
 }

@@ -215,6 +215,7 @@ pub struct DestinationSpec {
     pub initial_delay_ms: i64,
     pub max_delay_ms: i64,
     pub window_seconds: i32,
+    pub replay_on_recovery: bool,
 }
 
 impl DestinationSpec {
@@ -229,6 +230,7 @@ impl DestinationSpec {
             initial_delay_ms: 100,
             max_delay_ms: 1_000,
             window_seconds: 3_600,
+            replay_on_recovery: false,
         }
     }
 }
@@ -274,6 +276,7 @@ impl Fixture {
                 max_delay_ms: spec.max_delay_ms,
                 window_seconds: spec.window_seconds,
                 signing_secret: self.key.seal(secret.as_secret()),
+                replay_on_recovery: spec.replay_on_recovery,
             },
         )
         .await

@@ -119,6 +119,7 @@ impl Harness {
             max_delay_ms: 3_600_000,
             window_seconds: 86_400,
             signing_secret: self.master_key.seal(WebhookSecret::generate().as_secret()),
+            replay_on_recovery: false,
         };
         destinations::insert_destination(&self.pool, &new).await.unwrap().id
     }
