@@ -6,7 +6,10 @@
 //! would add is reserved before they are let through, so concurrent requests cannot all pass on
 //! the same count. One background task counts every recently active tenant in one statement
 //! each refresh interval (stretched when counting is slow, a backlog of millions), which brings
-//! in what other processes stored and what was delivered.
+//! in what other processes stored and what was delivered. A count comes with its Postgres
+//! snapshot, and each addition with the transaction that stored it: an addition the count saw
+//! is dropped, one it did not see is kept, whichever finishes first, so a commit racing a count
+//! is counted exactly once.
 //!
 //! Invariant: no state a request leaves behind depends on it finishing: a request dropped half
 //! way (client gone, timeout) releases its reservation on drop, and nothing it started can keep
@@ -17,16 +20,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use relay_core::TenantId;
-use relay_store::{PgPool, StoreError, deliveries};
+use relay_store::deliveries::{self, Snapshot};
+use relay_store::{PgPool, StoreError};
 
 /// A tenant not seen for this long is no longer counted.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 struct Entry {
     cap: i64,
-    /// The last count from Postgres, and what this process stored since it was taken.
+    /// The last count from Postgres and its snapshot, and what this process stored that the
+    /// count did not see (by storing transaction), so nothing is counted twice or missed.
     counted: i64,
-    added: i64,
+    snapshot: Snapshot,
+    added: Vec<(i64, i64)>,
     /// What requests in progress would add.
     reserved: i64,
     seen_at: Instant,
@@ -48,12 +54,29 @@ pub struct Admission {
     reserved: i64,
 }
 
+impl Entry {
+    fn total(&self) -> i64 {
+        self.counted + self.added.iter().map(|(_, n)| n).sum::<i64>() + self.reserved
+    }
+
+    /// A new count: what it saw of this process's additions leaves `added`.
+    fn recount(&mut self, counted: i64, snapshot: Snapshot) {
+        self.counted = counted;
+        self.added.retain(|(xact, _)| !snapshot.sees(*xact));
+        self.snapshot = snapshot;
+    }
+}
+
 impl Admission {
-    /// The request stored `n` deliveries: they count from now until the next refresh sees them.
-    pub fn stored(self, n: usize) {
+    /// The request stored `n` deliveries in transaction `xact`: they count from now, unless the
+    /// last count already saw them.
+    pub fn stored(self, n: usize, xact: Option<i64>) {
         let mut state = self.cache.lock();
-        if let Some(e) = state.entries.get_mut(&self.tenant) {
-            e.added += n as i64;
+        if let (Some(e), Some(xact)) = (state.entries.get_mut(&self.tenant), xact)
+            && n > 0
+            && !e.snapshot.sees(xact)
+        {
+            e.added.push((xact, n as i64));
         }
     }
 }
@@ -93,23 +116,25 @@ impl BacklogCache {
         if !known {
             // First sight of the tenant: count now (concurrent first requests each count; the
             // last count wins, and the refresh corrects it within an interval).
-            let counted = deliveries::count_backlog(pool, tenant, cap).await?;
+            let (counts, snapshot) = deliveries::count_backlogs(pool, &[(tenant, cap)]).await?;
+            let counted = counts.first().copied().unwrap_or(0);
             let mut state = self.lock();
             let entry = state.entries.entry(tenant).or_insert(Entry {
                 cap,
                 counted,
-                added: 0,
+                snapshot: snapshot.clone(),
+                added: Vec::new(),
                 reserved: 0,
                 seen_at: Instant::now(),
             });
-            entry.counted = counted;
+            entry.recount(counted, snapshot);
         }
         let mut state = self.lock();
         let Some(entry) = state.entries.get_mut(&tenant) else { return Ok(None) };
         entry.cap = cap;
         entry.seen_at = Instant::now();
         let n = n as i64;
-        if entry.counted + entry.added + entry.reserved + n.max(1) > cap {
+        if entry.total() + n.max(1) > cap {
             return Ok(None);
         }
         entry.reserved += n;
@@ -124,25 +149,22 @@ async fn refresh_forever(cache: std::sync::Weak<BacklogCache>, pool: PgPool, ref
     loop {
         tokio::time::sleep(pause.max(Duration::from_millis(10))).await;
         let Some(cache) = cache.upgrade() else { return };
-        let wanted: Vec<(TenantId, i64, i64)> = {
+        let wanted: Vec<(TenantId, i64)> = {
             let mut state = cache.lock();
             state.entries.retain(|_, e| e.seen_at.elapsed() < FORGET_AFTER || e.reserved > 0);
-            state.entries.iter().map(|(t, e)| (*t, e.cap, e.added)).collect()
+            state.entries.iter().map(|(t, e)| (*t, e.cap)).collect()
         };
         if wanted.is_empty() {
             pause = refresh;
             continue;
         }
         let started = Instant::now();
-        let caps: Vec<(TenantId, i64)> = wanted.iter().map(|(t, cap, _)| (*t, *cap)).collect();
-        match deliveries::count_backlogs(&pool, &caps).await {
-            Ok(counts) => {
+        match deliveries::count_backlogs(&pool, &wanted).await {
+            Ok((counts, snapshot)) => {
                 let mut state = cache.lock();
-                for ((tenant, _, added_before), counted) in wanted.iter().zip(counts) {
+                for ((tenant, _), counted) in wanted.iter().zip(counts) {
                     if let Some(e) = state.entries.get_mut(tenant) {
-                        // What was added before the count is in it; what came after is not.
-                        e.counted = counted;
-                        e.added -= added_before;
+                        e.recount(counted, snapshot.clone());
                     }
                 }
             }

@@ -219,8 +219,8 @@ async fn accept(
         Refused::Overloaded => overloaded("write"),
         Refused::Store(e) => store_error(&e),
     })?;
-    if let Stored::New { deliveries } = stored {
-        admission.stored(deliveries);
+    if let Stored::New { deliveries, xact } = stored {
+        admission.stored(deliveries, xact);
     }
     Ok(answer(stored))
 }

@@ -63,8 +63,8 @@ impl Default for WriterConfig {
 /// What happened to one submitted event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
-    /// Stored now, with this many deliveries.
-    New { deliveries: usize },
+    /// Stored now, with this many deliveries, by this transaction.
+    New { deliveries: usize, xact: Option<i64> },
     /// This source already had this eventId.
     Duplicate,
 }
@@ -314,15 +314,15 @@ async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, St
     }
     let token = deps.handoff.as_ref().map_or(Uuid::nil(), |h| h.lease_token());
     let deliveries: Vec<NewDelivery> = candidates.iter().map(|c| c.delivery).collect();
-    let inserted: HashSet<EventId> =
-        ingest::store_events(&deps.pool, events, &deliveries, token).await?.into_iter().collect();
+    let (inserted, xact) = ingest::store_events_in_xact(&deps.pool, events, &deliveries, token).await?;
+    let inserted: HashSet<EventId> = inserted.into_iter().collect();
     hand_over(deps, events, &candidates, &inserted, &mut reservations);
     Ok(events
         .iter()
         .zip(per_event)
         .map(
             |(e, deliveries)| {
-                if inserted.contains(&e.id) { Stored::New { deliveries } } else { Stored::Duplicate }
+                if inserted.contains(&e.id) { Stored::New { deliveries, xact } } else { Stored::Duplicate }
             },
         )
         .collect())

@@ -66,20 +66,55 @@ pub async fn count_backlog(db: impl PgExecutor<'_>, tenant: TenantId, cap: i64) 
     Ok(n)
 }
 
+/// A Postgres snapshot (`pg_current_snapshot()`): which transactions a count saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    xmin: i64,
+    xmax: i64,
+    in_progress: Vec<i64>,
+}
+
+impl Snapshot {
+    /// Parses `xmin:xmax:xip,…`.
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split(':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let in_progress = match parts.next()? {
+            "" => Vec::new(),
+            list => list.split(',').map(str::parse).collect::<Result<_, _>>().ok()?,
+        };
+        Some(Self { xmin, xmax, in_progress })
+    }
+
+    /// Whether what transaction `xact` committed is in what was read under this snapshot.
+    pub fn sees(&self, xact: i64) -> bool {
+        xact < self.xmin || (xact < self.xmax && !self.in_progress.contains(&xact))
+    }
+}
+
 /// Each tenant's pending deliveries, counted up to its cap, in one statement (one result per
-/// input, in order).
-pub async fn count_backlogs(db: impl PgExecutor<'_>, caps: &[(TenantId, i64)]) -> Result<Vec<i64>> {
+/// input, in order), and the statement's snapshot: a caller that stored deliveries meanwhile
+/// tells with [`Snapshot::sees`] whether the counts include them.
+pub async fn count_backlogs(
+    db: impl PgExecutor<'_>,
+    caps: &[(TenantId, i64)],
+) -> Result<(Vec<i64>, Snapshot)> {
     let tenants: Vec<Uuid> = caps.iter().map(|(t, _)| t.uuid()).collect();
     let limits: Vec<i64> = caps.iter().map(|(_, c)| *c).collect();
-    let counts: Vec<i64> = sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM (SELECT 1 FROM delivery_queue q WHERE q.tenant_id = t.id LIMIT t.cap) x) \
-         FROM UNNEST($1::uuid[], $2::bigint[]) WITH ORDINALITY AS t(id, cap, n) ORDER BY t.n",
+    let (counts, snapshot): (Vec<i64>, String) = sqlx::query_as(
+        "SELECT COALESCE((SELECT array_agg((SELECT count(*) FROM (SELECT 1 FROM delivery_queue q \
+             WHERE q.tenant_id = t.id LIMIT t.cap) x) ORDER BY t.n) \
+           FROM UNNEST($1::uuid[], $2::bigint[]) WITH ORDINALITY AS t(id, cap, n)), '{}'), \
+           pg_current_snapshot()::text",
     )
     .bind(tenants)
     .bind(limits)
-    .fetch_all(db)
+    .fetch_one(db)
     .await?;
-    Ok(counts)
+    let snapshot = Snapshot::parse(&snapshot)
+        .ok_or_else(|| crate::StoreError::Corrupt(format!("unreadable snapshot `{snapshot}`")))?;
+    Ok((counts, snapshot))
 }
 
 /// A delivery as the admin API shows it.
@@ -330,4 +365,18 @@ pub async fn fail_pending_for_destination(
     .execute(db)
     .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_sees_what_committed_before_it() {
+        let s = Snapshot::parse("100:105:101,103").unwrap();
+        assert!(s.sees(99) && s.sees(102) && s.sees(104));
+        assert!(!s.sees(101) && !s.sees(103) && !s.sees(105) && !s.sees(200));
+        assert_eq!(Snapshot::parse("7:7:"), Some(Snapshot { xmin: 7, xmax: 7, in_progress: vec![] }));
+        assert_eq!(Snapshot::parse("x"), None);
+    }
 }

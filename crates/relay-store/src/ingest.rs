@@ -89,6 +89,18 @@ pub async fn store_events(
     candidates: &[NewDelivery],
     lease_token: Uuid,
 ) -> Result<Vec<EventId>> {
+    Ok(store_events_in_xact(db, events, candidates, lease_token).await?.0)
+}
+
+/// As [`store_events`], also returning the id of the transaction that stored them (when any was
+/// new), so a backlog count can tell whether it already saw them
+/// ([`crate::deliveries::count_backlogs`]).
+pub async fn store_events_in_xact(
+    db: impl PgExecutor<'_>,
+    events: &[NewEvent],
+    candidates: &[NewDelivery],
+    lease_token: Uuid,
+) -> Result<(Vec<EventId>, Option<i64>)> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.id.uuid()).collect();
     let tenants: Vec<Uuid> = events.iter().map(|e| e.tenant_id.uuid()).collect();
     let sources: Vec<Uuid> = events.iter().map(|e| e.source_id.uuid()).collect();
@@ -107,11 +119,11 @@ pub async fn store_events(
                                 $7::timestamptz[], $8::bytea[], $16::text[]) \
            ON CONFLICT DO NOTHING RETURNING id \
          ), {} \
-         SELECT ins.id FROM ins, \
+         SELECT ins.id, pg_current_xact_id()::text::bigint FROM ins, \
            (SELECT count(pg_notify($15, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL LIMIT 1) one) wake",
         queue_sql(9)
     ));
-    let q = sqlx::query_as::<_, (Uuid,)>(sql)
+    let q = sqlx::query_as::<_, (Uuid, i64)>(sql)
         .bind(ids)
         .bind(tenants)
         .bind(sources)
@@ -126,5 +138,6 @@ pub async fn store_events(
         .bind(dedupe_ids)
         .fetch_all(db)
         .await?;
-    Ok(inserted.into_iter().map(|(id,)| EventId::from_uuid(id)).collect())
+    let xact = inserted.first().map(|(_, x)| *x);
+    Ok((inserted.into_iter().map(|(id, _)| EventId::from_uuid(id)).collect(), xact))
 }
