@@ -131,6 +131,23 @@ async fn post_signed(ingest_url: &str, secret: &str, body: &str) -> u16 {
 async fn sources_are_created_listed_shown_updated_rotated_and_deleted() {
     let (relay, _tenant, cli) = relay_and_tenant().await;
     let created = cli.json(&["sources", "create", "--name", "Shop", "--secret", "shop-secret-1"]).await;
+    let keyed = cli
+        .json(&[
+            "sources",
+            "create",
+            "--name",
+            "Keyed",
+            "--secret",
+            "keyed-secret-1",
+            "--dedupe-key",
+            "/deviceId,/message/id",
+        ])
+        .await;
+    assert_eq!(keyed["dedupe_key"], json!(["/deviceId", "/message/id"]));
+    let keyed_id = keyed["id"].as_str().unwrap().to_owned();
+    let cleared = cli.json(&["sources", "update", &keyed_id, "--clear-dedupe-key"]).await;
+    assert_eq!(cleared["dedupe_key"], Value::Null);
+    cli.ok(&["sources", "delete", &keyed_id]).await;
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(
         (created["name"].as_str(), created["verification"]["scheme"].as_str()),
@@ -227,6 +244,10 @@ async fn destinations_are_created_toggled_rekeyed_changed_and_deleted() {
 
     assert_eq!(field(&cli.ok(&["destinations", "disable", &id]).await, "enabled"), "false");
     assert_eq!(cli.json(&["destinations", "enable", &id]).await["enabled"], true);
+    assert_eq!(field(&cli.ok(&["destinations", "pause", &id]).await, "paused"), "true");
+    assert_eq!(cli.json(&["destinations", "resume", &id]).await["paused"], false);
+    let replaying = cli.json(&["destinations", "update", &id, "--replay-on-recovery"]).await;
+    assert_eq!(replaying["replay_on_recovery"], true);
     assert_eq!(cli.json(&["destinations", "secret", &id]).await["signing_secret"], secret.as_str());
     let rotated = cli.json(&["destinations", "rotate-secret", &id, "--grace-seconds", "60"]).await;
     assert_ne!(rotated["signing_secret"], secret.as_str());

@@ -21,6 +21,7 @@ const COLUMNS: &[Column] = &[
     col("ID", "id"),
     col("URL", "url"),
     col("ENABLED", "enabled"),
+    col("PAUSED", "paused"),
     col("EVENT TYPES", "event_types"),
     col("FAILING SINCE", "failing_since"),
     col("CREATED", "created_at"),
@@ -63,6 +64,18 @@ pub enum DestinationsCommand {
     /// Disable a destination: events are no longer delivered to it.
     #[command(after_help = "Example:\n  wap-relay destinations disable dst_0192…")]
     Disable {
+        /// The destination's id (dst_…).
+        id: DestinationId,
+    },
+    /// Pause a destination: its deliveries collect, none is attempted, until it is resumed.
+    #[command(after_help = "Example:\n  wap-relay destinations pause dst_0192…")]
+    Pause {
+        /// The destination's id (dst_…).
+        id: DestinationId,
+    },
+    /// Resume a paused destination: its deliveries flow in the order they were accepted.
+    #[command(after_help = "Example:\n  wap-relay destinations resume dst_0192…")]
+    Resume {
         /// The destination's id (dst_…).
         id: DestinationId,
     },
@@ -147,6 +160,9 @@ struct Fields {
     /// How long a delivery is retried, in seconds (default 86400, at most the plan's window).
     #[arg(long)]
     retry_window_seconds: Option<u32>,
+    /// When it answers again after a failing streak, replay the streak's failed deliveries.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    replay_on_recovery: Option<bool>,
 }
 
 /// A setting `update --clear` removes, with the API field and the value that removes it.
@@ -173,8 +189,10 @@ pub(super) async fn run(ctx: &Ctx, command: DestinationsCommand) -> anyhow::Resu
         C::Delete { id } => {
             ctx.delete(&format!("/v1/destinations/{id}"), &format!("Deleted destination {id}.")).await
         }
-        C::Enable { id } => set_enabled(ctx, id, true).await,
-        C::Disable { id } => set_enabled(ctx, id, false).await,
+        C::Enable { id } => set_flag(ctx, id, "enabled", true).await,
+        C::Disable { id } => set_flag(ctx, id, "enabled", false).await,
+        C::Pause { id } => set_flag(ctx, id, "paused", true).await,
+        C::Resume { id } => set_flag(ctx, id, "paused", false).await,
         C::Secret { id } => ctx.show(Method::GET, &format!("/v1/destinations/{id}/secret"), None, &[]).await,
         C::RotateSecret { id, grace_seconds } => {
             let body = Body::new().opt("previous_valid_seconds", grace_seconds).or_none();
@@ -198,8 +216,9 @@ async fn update(ctx: &Ctx, args: UpdateArgs) -> anyhow::Result<()> {
     ctx.show(Method::PATCH, &format!("/v1/destinations/{}", args.id), Some(body.into_value()), &[]).await
 }
 
-async fn set_enabled(ctx: &Ctx, id: DestinationId, enabled: bool) -> anyhow::Result<()> {
-    let body = json!({ "enabled": enabled });
+/// PATCHes one boolean setting (`enabled`, `paused`).
+async fn set_flag(ctx: &Ctx, id: DestinationId, field: &str, on: bool) -> anyhow::Result<()> {
+    let body = json!({ field: on });
     ctx.show(Method::PATCH, &format!("/v1/destinations/{id}"), Some(body), &[]).await
 }
 
@@ -220,6 +239,7 @@ impl Fields {
             .opt("timeout_ms", self.timeout_ms)
             .opt("max_in_flight", self.max_in_flight)
             .opt("rate_limit_per_second", self.rate_limit_per_second)
+            .opt("replay_on_recovery", self.replay_on_recovery)
             .opt("retry_policy", retry))
     }
 }

@@ -71,6 +71,10 @@ pub struct CreateArgs {
     /// The token WAPing's GET handshake must present (1 to 256 characters).
     #[arg(long)]
     verify_token: Option<String>,
+    /// JSON pointers whose values identify an event for dedupe besides its eventId, e.g.
+    /// `/deviceId,/message/id`.
+    #[arg(long, value_delimiter = ',', value_name = "POINTERS")]
+    dedupe_key: Option<Vec<String>>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +95,12 @@ pub struct UpdateArgs {
     /// Remove the verify token.
     #[arg(long)]
     clear_verify_token: bool,
+    /// A new dedupe key (JSON pointers, comma-separated); applies to events received afterwards.
+    #[arg(long, value_delimiter = ',', value_name = "POINTERS", conflicts_with = "clear_dedupe_key")]
+    dedupe_key: Option<Vec<String>>,
+    /// Identify events by their eventId alone again.
+    #[arg(long)]
+    clear_dedupe_key: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -152,7 +162,8 @@ async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<()> {
         .set("name", &args.name)
         .opt("secret", args.secret.as_ref().or(generated.as_ref()))
         .opt("verification", verification)
-        .opt("verify_token", args.verify_token);
+        .opt("verify_token", args.verify_token)
+        .opt("dedupe_key", args.dedupe_key);
     ctx.show(Method::POST, "/v1/sources", Some(body.into_value()), &[]).await?;
     announce(generated.as_deref());
     Ok(())
@@ -163,12 +174,18 @@ async fn update(ctx: &Ctx, args: UpdateArgs) -> anyhow::Result<()> {
         .opt("name", args.name)
         .opt("secret", args.secret)
         .opt("verification", args.verification.to_value()?)
-        .opt("verify_token", args.verify_token);
+        .opt("verify_token", args.verify_token)
+        .opt("dedupe_key", args.dedupe_key);
     if args.clear_verify_token {
         body = body.set("verify_token", Value::Null);
     }
+    if args.clear_dedupe_key {
+        body = body.set("dedupe_key", Value::Null);
+    }
     if body.is_empty() {
-        bail!("nothing to change: give --name, --secret, --scheme, --verify-token or --clear-verify-token");
+        bail!(
+            "nothing to change: give --name, --secret, --scheme, --verify-token, --dedupe-key or a --clear-… flag"
+        );
     }
     ctx.show(Method::PATCH, &format!("/v1/sources/{}", args.id), Some(body.into_value()), &[]).await
 }
