@@ -1,5 +1,6 @@
 //! Ingest to destination through the whole service: the request a destination gets, and
-//! recovery (redelivery, replay) and pause/resume through the admin API.
+//! recovery (redelivery, replay), pause/resume and the Meta Cloud API format through the admin
+//! API.
 
 use std::time::Duration;
 
@@ -168,5 +169,78 @@ async fn a_paused_destination_collects_its_deliveries_and_resume_sends_them_in_o
     let got = paused.wait_for(3, Duration::from_secs(10)).await;
     let order: Vec<&str> = got.iter().map(|r| r.headers["x-wap-event-id"].to_str().unwrap()).collect();
     assert_eq!(order, ids, "resumed in acceptance order");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_meta_format_destination_gets_meta_webhooks_signed_with_x_hub_signature_256() {
+    let app = App::start().await;
+    let (meta, witness) = (Receiver::start().await, Receiver::start().await);
+    let t = app.tenant_with_source("starter").await;
+    let body = json!({"url": meta.url, "format": "meta_cloud_api",
+                      "meta": {"phone_number_id": "106540352242922", "display_phone_number": "15550001111"}});
+    let (meta_id, secret) = destination(&app.client, &app.base, &t.token, body).await;
+    destination(&app.client, &app.base, &t.token, json!({"url": witness.url})).await;
+    let message = wap_event("evt_meta_1");
+    let session = json!({"eventId": "evt_meta_2", "type": "session.disconnected",
+                         "timestamp": "2026-04-03T12:10:00Z", "deviceId": "dev_123"})
+    .to_string();
+    for event in [&message, &session] {
+        assert_eq!(ingest(&app.client, &t.ingest_url, event).await, 200);
+    }
+    witness.wait_for(2, Duration::from_secs(10)).await;
+    let got = meta.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "the session event has no Meta equivalent and is not sent there");
+    let request = &got[0];
+    let sent: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(sent["object"], "whatsapp_business_account");
+    let value = &sent["entry"][0]["changes"][0]["value"];
+    assert_eq!(value["metadata"]["phone_number_id"], "106540352242922");
+    assert_eq!(value["messages"][0]["text"]["body"], "Hi");
+    assert_eq!(value["messages"][0]["from"], "15559876543");
+    // X-Hub-Signature-256 as Meta's receivers check it: HMAC-SHA256 of the raw body.
+    let key =
+        base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(&request.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(request.headers["x-hub-signature-256"].to_str().unwrap(), expected);
+    let h = |n: &str| request.headers[n].to_str().unwrap().to_owned();
+    assert!(standard_webhooks_valid(
+        &secret,
+        &h("webhook-id"),
+        &h("webhook-timestamp"),
+        &request.body,
+        &h("webhook-signature")
+    ));
+
+    // The preview says the same without sending anything.
+    let preview = format!("/v1/destinations/{meta_id}/preview");
+    let res = app
+        .client
+        .post(format!("{}{preview}", app.base))
+        .bearer_auth(&t.token)
+        .body(message.clone())
+        .send()
+        .await
+        .unwrap();
+    let shown: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(shown["fanned_out"], true);
+    assert_eq!(shown["body"], sent);
+    assert_eq!(shown["x_hub_signature_256"].as_str(), Some(expected.as_str()));
+    let res = app
+        .client
+        .post(format!("{}{preview}", app.base))
+        .bearer_auth(&t.token)
+        .body(session)
+        .send()
+        .await
+        .unwrap();
+    let shown: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (shown["fanned_out"].as_bool(), shown["reason"].as_str()),
+        (Some(false), Some("no_meta_equivalent"))
+    );
+    assert_eq!(meta.count(), 1, "a preview sends nothing");
     app.stop().await;
 }

@@ -42,6 +42,30 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(rotate_destination_secret))
 }
 
+/// What a destination receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationFormat {
+    /// The event's bytes as received.
+    #[default]
+    Standard,
+    /// Meta's WhatsApp Cloud API `messages` webhook.
+    MetaCloudApi,
+}
+
+impl DestinationFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::MetaCloudApi => relay_store::destinations::META_CLOUD_API,
+        }
+    }
+
+    fn of(stored: &str) -> Self {
+        if stored == relay_store::destinations::META_CLOUD_API { Self::MetaCloudApi } else { Self::Standard }
+    }
+}
+
 /// How failed deliveries are retried.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RetryPolicy {
@@ -79,6 +103,13 @@ pub struct DestinationIn {
     /// (see `DestinationOut.headers`) are stored encrypted and never shown again in full.
     pub headers: Option<BTreeMap<String, String>>,
     /// Default true.
+    /// `standard` (default): the event's bytes as received. `meta_cloud_api`: the event rewritten
+    /// as Meta's WhatsApp Cloud API `messages` webhook, signed with `X-Hub-Signature-256` (keyed
+    /// with this destination's signing secret) besides the Standard Webhooks headers; events
+    /// with no Meta equivalent are not sent to it.
+    pub format: Option<DestinationFormat>,
+    /// For `meta_cloud_api`: what the Meta envelope needs and WAPing does not send.
+    pub meta: Option<relay_core::meta::MetaContext>,
     /// When it answers again after a failing streak, queue the deliveries that failed during
     /// the streak once more (trigger `replay`). Default false.
     pub replay_on_recovery: Option<bool>,
@@ -115,6 +146,11 @@ pub struct DestinationPatch {
     /// in order, each with a fresh retry window).
     pub paused: Option<bool>,
     pub replay_on_recovery: Option<bool>,
+    pub format: Option<DestinationFormat>,
+    /// Replaces the Meta context whole (`null` clears it).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<relay_core::meta::MetaContext>)]
+    pub meta: Option<Option<relay_core::meta::MetaContext>>,
     pub timeout_ms: Option<u32>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u32>)]
@@ -152,6 +188,8 @@ pub struct DestinationOut {
     pub paused_at: Option<OffsetDateTime>,
     /// Replay the failed deliveries of a failing streak when the destination answers again.
     pub replay_on_recovery: bool,
+    pub format: DestinationFormat,
+    pub meta: Option<relay_core::meta::MetaContext>,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -189,6 +227,8 @@ impl DestinationOut {
             paused: r.paused,
             paused_at: r.paused_at,
             replay_on_recovery: r.replay_on_recovery,
+            format: DestinationFormat::of(&r.format),
+            meta: r.meta_context.as_ref().map(|c| c.0.clone()),
             timeout_ms: r.timeout_ms,
             rate_limit_per_second: r.rate_limit_per_second,
             max_in_flight: r.max_in_flight,
@@ -318,6 +358,8 @@ pub(crate) async fn create_destination(
         // A destination starts unpaused; pause it with PATCH.
         paused: false,
         replay_on_recovery: input.replay_on_recovery.unwrap_or(false),
+        format: input.format.unwrap_or_default().as_str().to_owned(),
+        meta_context: checks::check_meta(input.meta)?,
         timeout_ms: to_i32(input.timeout_ms.unwrap_or(defaults::TIMEOUT_MS)),
         rate_limit_per_second: input.rate_limit_per_second.map(to_i32),
         max_in_flight: to_i32(input.max_in_flight.unwrap_or(defaults::MAX_IN_FLIGHT)),
@@ -343,6 +385,8 @@ pub(crate) async fn create_destination(
         headers: draft.headers.plain,
         enabled: draft.enabled,
         replay_on_recovery: draft.replay_on_recovery,
+        format: draft.format.clone(),
+        meta_context: draft.meta_context.clone(),
         timeout_ms: draft.timeout_ms,
         rate_limit_per_second: draft.rate_limit_per_second,
         max_in_flight: draft.max_in_flight,
@@ -446,6 +490,11 @@ pub(crate) async fn update_destination(
         disabled_reason: Some(DISABLED_BY_TENANT.to_owned()),
         paused: patch.paused.unwrap_or(row.paused),
         replay_on_recovery: patch.replay_on_recovery.unwrap_or(row.replay_on_recovery),
+        format: patch.format.map_or(row.format, |f| f.as_str().to_owned()),
+        meta_context: match patch.meta {
+            Some(meta) => checks::check_meta(meta)?,
+            None => row.meta_context.map(|c| c.0),
+        },
         timeout_ms: patch.timeout_ms.map_or(row.timeout_ms, to_i32),
         rate_limit_per_second: patch
             .rate_limit_per_second

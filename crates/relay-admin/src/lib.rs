@@ -16,6 +16,7 @@ mod db;
 mod deliveries;
 mod destinations;
 mod events;
+mod preview;
 mod quota;
 mod recovery;
 mod rejections;
@@ -78,6 +79,7 @@ fn api() -> OpenApiRouter<AdminState> {
         .merge(rejections::routes())
         .merge(stream::routes())
         .merge(test_event::routes())
+        .merge(preview::routes())
 }
 
 /// The full OpenAPI 3.1 document: every admin route, the ingress routes (documented here, served

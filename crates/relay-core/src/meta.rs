@@ -81,6 +81,7 @@ pub const HUB_SIGNATURE_HEADER: &str = "x-hub-signature-256";
 /// value is written verbatim when set (an empty string counts as unset); unset values fall back to
 /// what the event carries, and the key is left out when that has nothing either.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct MetaContext {
     /// `entry[0].id`.

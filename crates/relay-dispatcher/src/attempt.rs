@@ -64,9 +64,19 @@ pub(crate) async fn perform(client: &reqwest::Client, dest: &Prepared, payload: 
         report.error = Some(refused.to_string());
         return report;
     }
-    let headers = request::headers(&dest.custom_headers, &payload.outbound);
-    let sent =
-        client.post(dest.url.clone()).headers(headers).timeout(dest.timeout).body(payload.body).send().await;
+    let (headers, body) = match &dest.meta {
+        None => (request::headers(&dest.custom_headers, &payload.outbound), payload.body),
+        Some(ctx) => match meta_request(dest, ctx, &payload) {
+            Some(meta) => meta,
+            None => {
+                // The event no longer maps (it did at fan-out): nothing Meta-shaped to send, so
+                // the attempt is refused like a blocked one.
+                report.error = Some("the event has no Meta Cloud API equivalent".into());
+                return report;
+            }
+        },
+    };
+    let sent = client.post(dest.url.clone()).headers(headers).timeout(dest.timeout).body(body).send().await;
     match sent {
         Ok(response) => read_response(response, &mut report).await,
         Err(e) => {
@@ -199,4 +209,20 @@ fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
         line.truncate(cut);
     }
     line
+}
+
+/// The headers and body of an attempt to a `meta_cloud_api` destination: the event rewritten for
+/// Meta, with the relay's headers computed over those bytes, plus `X-Hub-Signature-256` keyed
+/// with the current signing secret's bytes.
+fn meta_request(
+    dest: &Prepared,
+    ctx: &relay_core::meta::MetaContext,
+    payload: &Payload<'_>,
+) -> Option<(http::HeaderMap, bytes::Bytes)> {
+    let body = relay_core::meta::to_meta(&payload.body, ctx).ok()??;
+    let outbound = request::Outbound { body: &body, ..payload.outbound.clone() };
+    let mut headers = request::headers(&dest.custom_headers, &outbound);
+    let signature = relay_core::meta::hub_signature(dest.secrets.first()?.key(), &body);
+    headers.insert(relay_core::meta::HUB_SIGNATURE_HEADER, http::HeaderValue::from_str(&signature).ok()?);
+    Some((headers, bytes::Bytes::from(body)))
 }

@@ -35,6 +35,9 @@ pub(crate) struct Prepared {
     pub tenant_burst: u32,
     /// The failure streak as read (the recorder looks at the destination only if it may change).
     pub failing_since: Option<OffsetDateTime>,
+    /// Set for the `meta_cloud_api` format: bodies are rewritten for Meta and signed with
+    /// `X-Hub-Signature-256` as well.
+    pub meta: Option<relay_core::meta::MetaContext>,
 }
 
 /// Prepares a destination row; `Err` (with a reason safe to log) when it cannot be used at all.
@@ -78,6 +81,8 @@ pub(crate) fn prepare(
         tenant_rate: limits.deliveries_per_second,
         tenant_burst: limits.burst.max(1),
         failing_since: row.failing_since,
+        meta: (row.format == relay_store::destinations::META_CLOUD_API)
+            .then(|| row.meta_context.as_ref().map(|c| c.0.clone()).unwrap_or_default()),
     })
 }
 
@@ -154,6 +159,8 @@ pub(crate) mod tests {
             paused: false,
             paused_at: None,
             replay_on_recovery: false,
+            format: "standard".into(),
+            meta_context: None,
             timeout_ms: 10_000,
             rate_limit_per_second: None,
             max_in_flight: 16,

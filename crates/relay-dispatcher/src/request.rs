@@ -16,6 +16,7 @@ use relay_core::secret::WebhookSecret;
 use relay_core::sign::signature_header;
 
 /// What the headers of one attempt depend on.
+#[derive(Clone)]
 pub struct Outbound<'a> {
     pub event_id: EventId,
     pub wap_event_id: &'a str,

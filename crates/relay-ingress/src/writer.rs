@@ -283,6 +283,8 @@ struct Candidate {
 /// dispatcher), reserving first attempts with the hand-off, then stores the events and the
 /// deliveries of the new ones in one statement (one transaction), then hands the reserved
 /// deliveries of new events over. Returns one outcome per input event.
+///
+/// A `meta_cloud_api` destination gets only the events that map to Meta's webhook.
 async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
     let tenants: Vec<TenantId> =
         events.iter().map(|e| e.tenant_id).collect::<HashSet<_>>().into_iter().collect();
@@ -294,7 +296,7 @@ async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, St
         let key = event.key();
         let before = candidates.len();
         for d in fanout.get(&event.tenant_id).into_iter().flat_map(|v| v.iter()) {
-            if !d.filter.matches(&key) {
+            if !d.filter.matches(&key) || !has_meta_equivalent(d, event) {
                 continue;
             }
             let lease_ms = deps.handoff.as_ref().and_then(|h| h.reserve(event.tenant_id, d));
@@ -362,4 +364,10 @@ fn hand_over(
     if !fresh.is_empty() {
         handoff.hand_over(fresh);
     }
+}
+
+/// Whether `event` goes to `d` as far as its format is concerned: always for the standard
+/// format; for `meta_cloud_api` only when it has a Meta equivalent.
+fn has_meta_equivalent(d: &relay_store::destinations::FanoutDestination, event: &NewEvent) -> bool {
+    d.meta.as_ref().is_none_or(|ctx| matches!(relay_core::meta::to_meta(&event.body, ctx), Ok(Some(_))))
 }

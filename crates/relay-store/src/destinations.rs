@@ -36,6 +36,9 @@ pub struct DestinationRow {
     pub paused_at: Option<OffsetDateTime>,
     /// When it answers again after a failing streak, the streak's failed deliveries are replayed.
     pub replay_on_recovery: bool,
+    /// `standard` or `meta_cloud_api`.
+    pub format: String,
+    pub meta_context: Option<Json<relay_core::meta::MetaContext>>,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -51,7 +54,7 @@ pub struct DestinationRow {
 }
 
 pub const DESTINATION_COLUMNS: &str = "id, tenant_id, url, description, source_ids, event_types, device_ids, \
-     headers, sealed_headers, enabled, disabled_reason, disabled_at, paused, paused_at, replay_on_recovery, timeout_ms, \
+     headers, sealed_headers, enabled, disabled_reason, disabled_at, paused, paused_at, replay_on_recovery, format, meta_context, timeout_ms, \
      rate_limit_per_second, max_in_flight, initial_delay_ms, max_delay_ms, window_seconds, signing_secret, previous_signing_secret, \
      previous_signing_secret_expires_at, failing_since, created_at, updated_at";
 
@@ -79,6 +82,8 @@ pub struct NewDestination {
     pub headers: BTreeMap<String, String>,
     pub enabled: bool,
     pub replay_on_recovery: bool,
+    pub format: String,
+    pub meta_context: Option<relay_core::meta::MetaContext>,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -103,8 +108,8 @@ pub async fn insert_destination_with_sealed_headers(
     let sql = sqlx::AssertSqlSafe(format!(
         "INSERT INTO destinations (id, tenant_id, url, description, source_ids, event_types, device_ids, \
          headers, enabled, timeout_ms, rate_limit_per_second, max_in_flight, initial_delay_ms, max_delay_ms, \
-         window_seconds, signing_secret, sealed_headers, replay_on_recovery) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         window_seconds, signing_secret, sealed_headers, replay_on_recovery, format, meta_context) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
          RETURNING {DESTINATION_COLUMNS}"
     ));
     let source_ids: Option<Vec<Uuid>> =
@@ -128,10 +133,15 @@ pub async fn insert_destination_with_sealed_headers(
         .bind(&new.signing_secret)
         .bind(sealed_headers)
         .bind(new.replay_on_recovery)
+        .bind(&new.format)
+        .bind(new.meta_context.as_ref().map(Json))
         .fetch_one(db)
         .await?;
     Ok(row)
 }
+
+/// The `format` of a destination that receives Meta's WhatsApp Cloud API webhooks.
+pub const META_CLOUD_API: &str = "meta_cloud_api";
 
 /// An enabled destination's filter, for fan-out at ingest.
 #[derive(Debug, Clone)]
@@ -144,6 +154,8 @@ pub struct FanoutDestination {
     pub timeout_ms: u32,
     /// Its deliveries are stored, not attempted: no process takes them in its lane.
     pub paused: bool,
+    /// Set for the `meta_cloud_api` format: only events with a Meta equivalent fan out to it.
+    pub meta: Option<relay_core::meta::MetaContext>,
 }
 
 #[derive(FromRow)]
@@ -156,6 +168,8 @@ struct FanoutRow {
     max_in_flight: i32,
     timeout_ms: i32,
     paused: bool,
+    format: String,
+    meta_context: Option<Json<relay_core::meta::MetaContext>>,
 }
 
 /// The enabled, live destinations of the given tenants, for fan-out at ingest.
@@ -164,7 +178,8 @@ pub async fn list_fanout_destinations(
     tenants: &[Uuid],
 ) -> Result<Vec<FanoutDestination>> {
     let rows: Vec<FanoutRow> = sqlx::query_as(
-        "SELECT id, tenant_id, source_ids, event_types, device_ids, max_in_flight, timeout_ms, paused \
+        "SELECT id, tenant_id, source_ids, event_types, device_ids, max_in_flight, timeout_ms, paused, \
+         format, meta_context \
          FROM destinations \
          WHERE tenant_id = ANY($1) AND enabled AND deleted_at IS NULL",
     )
@@ -184,6 +199,7 @@ pub async fn list_fanout_destinations(
             max_in_flight: u32::try_from(r.max_in_flight).unwrap_or(1).max(1),
             timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(relay_core::destination::TIMEOUT_MS),
             paused: r.paused,
+            meta: (r.format == META_CLOUD_API).then(|| r.meta_context.map(|c| c.0).unwrap_or_default()),
         })
         .collect())
 }
@@ -264,6 +280,8 @@ pub struct DestinationUpdate {
     /// Turning it off (resuming) restarts the retry windows of the queued deliveries.
     pub paused: bool,
     pub replay_on_recovery: bool,
+    pub format: String,
+    pub meta_context: Option<relay_core::meta::MetaContext>,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -286,7 +304,7 @@ pub async fn update_destination(
          disabled_reason = CASE WHEN $9 THEN NULL WHEN enabled THEN $16 ELSE disabled_reason END, \
          failing_since = CASE WHEN $9 AND NOT enabled THEN NULL ELSE failing_since END, \
          enabled = $9, paused_at = CASE WHEN NOT $18 THEN NULL WHEN paused THEN paused_at ELSE now() END, \
-         paused = $18, replay_on_recovery = $19, updated_at = now() \
+         paused = $18, replay_on_recovery = $19, format = $20, meta_context = $21, updated_at = now() \
          WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {DESTINATION_COLUMNS}"
     ));
     let source_ids: Option<Vec<Uuid>> =
@@ -311,6 +329,8 @@ pub async fn update_destination(
         .bind(u.headers.sealed.as_deref())
         .bind(u.paused)
         .bind(u.replay_on_recovery)
+        .bind(&u.format)
+        .bind(u.meta_context.as_ref().map(Json))
         .fetch_optional(db)
         .await?;
     row.ok_or(crate::StoreError::NotFound)

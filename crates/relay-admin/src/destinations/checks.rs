@@ -146,3 +146,25 @@ pub(crate) fn check_settings(
     in_range("retry_policy.window_seconds", u.window_seconds, 1, max_window)?;
     Ok(())
 }
+
+/// A Meta context as stored: `display_phone_number` digits only (Meta's form); empty values
+/// count as unset, and an all-empty context as none.
+pub(crate) fn check_meta(
+    meta: Option<relay_core::meta::MetaContext>,
+) -> Result<Option<relay_core::meta::MetaContext>, ApiError> {
+    let Some(mut meta) = meta else { return Ok(None) };
+    for value in [&mut meta.waba_id, &mut meta.phone_number_id, &mut meta.display_phone_number] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            *value = None;
+        }
+        if let Some(v) = value.as_deref()
+            && (!relay_core::text::is_storable(v) || v.chars().count() > 64)
+        {
+            return Err(ApiError::validation("meta: values are at most 64 characters, without U+0000"));
+        }
+    }
+    if meta.display_phone_number.as_deref().is_some_and(|v| !v.chars().all(|c| c.is_ascii_digit())) {
+        return Err(ApiError::validation("meta.display_phone_number: digits only, as Meta writes it"));
+    }
+    Ok((meta != relay_core::meta::MetaContext::default()).then_some(meta))
+}

@@ -44,6 +44,12 @@ fn routes() -> Vec<Route> {
         r("POST", "/v1/destinations/{dst}/test", false, None),
         r(
             "POST",
+            "/v1/destinations/{dst}/preview",
+            false,
+            Some(json!({"eventId": "e", "type": "message.received", "timestamp": "2026-04-03T12:00:00Z"})),
+        ),
+        r(
+            "POST",
             "/v1/destinations/{dst}/replay",
             false,
             Some(json!({"since": "2020-01-01T00:00:00Z", "status": "all"})),

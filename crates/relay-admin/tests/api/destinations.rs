@@ -338,3 +338,27 @@ async fn a_plan_without_room_answers_plan_limit_before_validation(pool: PgPool) 
     let res = app.post("/v1/sources", &t.token, json!({"name": ""})).await;
     assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "plan_limit"));
 }
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn the_meta_format_and_its_context_are_checked_and_shown(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let t = app.tenant("pro").await;
+    let url = crate::support::PUBLIC_URL;
+    let body = json!({"url": url, "format": "meta_cloud_api", "meta": {"display_phone_number": "+1 555"}});
+    let res = app.post("/v1/destinations", &t.token, body).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.detail().contains("display_phone_number"), "{}", res.detail());
+    let body =
+        json!({"url": url, "format": "meta_cloud_api", "meta": {"phone_number_id": "1065", "waba_id": ""}});
+    let res = app.post("/v1/destinations", &t.token, body).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    assert_eq!(
+        (res.body["format"].as_str(), &res.body["meta"]),
+        (Some("meta_cloud_api"), &json!({"phone_number_id": "1065"}))
+    );
+    let path = format!("/v1/destinations/{}", res.id());
+    let res = app.patch(&path, &t.token, json!({"format": "standard", "meta": null})).await;
+    assert_eq!((res.body["format"].as_str(), res.body["meta"].is_null()), (Some("standard"), true));
+    let res = app.post("/v1/destinations", &t.token, json!({"url": url, "format": "xml"})).await;
+    assert!(res.status.is_client_error());
+}

@@ -82,6 +82,7 @@ fn every_route_of_the_contract_is_documented() {
         "get /v1/stats/series",
         "get /v1/stream",
         "post /v1/destinations/{id}/test",
+        "post /v1/destinations/{id}/preview",
         "post /v1/ingest/{source_id}",
         "get /v1/ingest/{source_id}",
     ];

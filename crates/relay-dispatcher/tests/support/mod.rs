@@ -277,6 +277,8 @@ impl Fixture {
                 window_seconds: spec.window_seconds,
                 signing_secret: self.key.seal(secret.as_secret()),
                 replay_on_recovery: spec.replay_on_recovery,
+                format: "standard".into(),
+                meta_context: None,
             },
         )
         .await
