@@ -248,6 +248,23 @@ async fn destinations_are_created_toggled_rekeyed_changed_and_deleted() {
     assert_eq!(cli.json(&["destinations", "resume", &id]).await["paused"], false);
     let replaying = cli.json(&["destinations", "update", &id, "--replay-on-recovery"]).await;
     assert_eq!(replaying["replay_on_recovery"], true);
+    let meta = cli
+        .json(&[
+            "destinations",
+            "update",
+            &id,
+            "--format",
+            "meta_cloud_api",
+            "--meta-phone-number-id",
+            "1065",
+        ])
+        .await;
+    assert_eq!(
+        (meta["format"].as_str(), &meta["meta"]),
+        (Some("meta_cloud_api"), &json!({"phone_number_id": "1065"}))
+    );
+    let back = cli.json(&["destinations", "update", &id, "--format", "standard"]).await;
+    assert_eq!(back["format"], "standard");
     assert_eq!(cli.json(&["destinations", "secret", &id]).await["signing_secret"], secret.as_str());
     let rotated = cli.json(&["destinations", "rotate-secret", &id, "--grace-seconds", "60"]).await;
     assert_ne!(rotated["signing_secret"], secret.as_str());

@@ -163,6 +163,19 @@ struct Fields {
     /// When it answers again after a failing streak, replay the streak's failed deliveries.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     replay_on_recovery: Option<bool>,
+    /// What it receives: `standard` (the event as received) or `meta_cloud_api` (Meta's
+    /// WhatsApp Cloud API webhooks, signed with X-Hub-Signature-256 too).
+    #[arg(long, value_parser = ["standard", "meta_cloud_api"])]
+    format: Option<String>,
+    /// For meta_cloud_api: the Meta envelope's `phone_number_id`.
+    #[arg(long)]
+    meta_phone_number_id: Option<String>,
+    /// For meta_cloud_api: `metadata.display_phone_number` (digits only).
+    #[arg(long)]
+    meta_display_phone_number: Option<String>,
+    /// For meta_cloud_api: `entry[0].id` (the WhatsApp Business Account id).
+    #[arg(long)]
+    meta_waba_id: Option<String>,
 }
 
 /// A setting `update --clear` removes, with the API field and the value that removes it.
@@ -230,6 +243,11 @@ impl Fields {
             .opt("max_delay_ms", self.retry_max_delay_ms)
             .opt("window_seconds", self.retry_window_seconds)
             .or_none();
+        let meta = Body::new()
+            .opt("waba_id", self.meta_waba_id)
+            .opt("phone_number_id", self.meta_phone_number_id)
+            .opt("display_phone_number", self.meta_display_phone_number)
+            .or_none();
         Ok(body
             .opt("description", self.description)
             .opt("event_types", self.event_types)
@@ -240,6 +258,8 @@ impl Fields {
             .opt("max_in_flight", self.max_in_flight)
             .opt("rate_limit_per_second", self.rate_limit_per_second)
             .opt("replay_on_recovery", self.replay_on_recovery)
+            .opt("format", self.format)
+            .opt("meta", meta)
             .opt("retry_policy", retry))
     }
 }
