@@ -1,7 +1,8 @@
 // The dashboard's browser test (run by scripts/ui-test against a real relay): a tenant signs in,
 // creates a source and a destination through the forms, watches events arrive and deliveries
 // succeed and fail, redelivers, replays, pauses a destination (its delivery waits, unsent) and
-// resumes it (the delivery goes out), reads a rejection; then signs out, an operator signs in
+// resumes it (the delivery goes out), reads a rejection, creates a Meta Cloud API destination and
+// previews what it would receive; then signs out, an operator signs in
 // and picks the tenant, and another tenant's delivery shows "not found". Every request the pages
 // make must go to 127.0.0.1; every page is screenshotted into target/ui-screenshots/; the
 // overview's weight and first paint are printed. Assertions are on what the page shows, with
@@ -289,6 +290,40 @@ try {
     await page.getByRole('link', { name: 'Last 24 hours' }).click();
     await page.locator('[aria-current="true"]', { hasText: 'Last 24 hours' }).waitFor();
     await page.locator('.chart canvas').nth(1).waitFor();
+  });
+
+  await step('a Meta Cloud API destination is created through the form and previews a Meta webhook', async () => {
+    await nav(page, 'Destinations');
+    await page.getByRole('link', { name: 'New destination' }).click();
+    await page.getByLabel('URL', { exact: true }).fill(`${receiver.url}/meta`);
+    await page.getByLabel('Description').fill('Meta receiver');
+    assert.equal(await page.getByLabel('Phone number id').isVisible(), false, 'the Meta fields show only for meta_cloud_api');
+    await page.getByRole('combobox', { name: 'Format' }).selectOption('meta_cloud_api');
+    await page.getByLabel('Phone number id').fill('106540352242922');
+    await page.getByLabel('Display phone number').fill('15550001234');
+    await page.getByLabel(/^Replay on recovery/).check();
+    await page.getByRole('button', { name: 'Create destination' }).click();
+    await see(page, 'Destination created');
+    const facts = page.locator('.facts');
+    await facts.locator('dd', { hasText: 'Meta WhatsApp Cloud API' }).waitFor();
+    await facts.locator('dd', { hasText: '106540352242922' }).waitFor();
+    await facts.locator('dd', { hasText: /^yes/ }).waitFor();
+    await page.getByRole('button', { name: 'Preview', exact: true }).click();
+    const result = page.locator('.preview-result');
+    await result.getByText('"object": "whatsapp_business_account"').waitFor();
+    await result.getByText('"phone_number_id": "106540352242922"').waitFor();
+    assert.match(await result.locator('code.signature').textContent(), /^sha256=[0-9a-f]{64}$/);
+    await shot(page, 'destination-meta');
+    // A session event has no Meta equivalent: the preview says why it would not be sent.
+    await page.getByLabel('WAPing event (JSON)').fill(JSON.stringify({ eventId: 'evt_ui_session', type: 'session.connected', timestamp: '2026-04-03T12:00:00Z' }));
+    await page.getByRole('button', { name: 'Preview', exact: true }).click();
+    await result.getByText('no_meta_equivalent').waitFor();
+    // Editing sends the changed Meta context (whole) and the unticked replay on recovery.
+    await page.getByLabel('WABA id').fill('102290129340398');
+    await page.getByLabel(/^Replay on recovery/).uncheck();
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await facts.locator('dd', { hasText: 'waba_id: 102290129340398' }).filter({ hasText: '106540352242922' }).waitFor();
+    await facts.locator('dd', { hasText: /^no$/ }).waitFor();
   });
 
   await step('an invalid or expired token brings back the sign-in with a message', async () => {

@@ -110,7 +110,7 @@ function hint(spec, hintId) {
 }
 
 function control(spec, inputId, hintId) {
-  const common = { id: inputId, name: spec.name, required: spec.required, placeholder: spec.placeholder, 'aria-describedby': hintId, autocomplete: spec.autocomplete || 'off' };
+  const common = { id: inputId, name: spec.name, required: spec.required, placeholder: spec.placeholder, pattern: spec.pattern, 'aria-describedby': hintId, autocomplete: spec.autocomplete || 'off' };
   switch (spec.type) {
     case 'select':
       return h('select', common, spec.options.map(([value, label]) => h('option', { value, selected: String(spec.value ?? '') === String(value) }, label)));

@@ -2,14 +2,16 @@
 // paused its deliveries collect, pending and unattempted, their retry window not running out; on
 // resume they flow in the order they were accepted), the signing secret (revealed on request,
 // rotated with a grace period), a test event with its attempt as it happens, a replay of
-// a time range (with the count queued), editing and deletion.
+// a time range (with the count queued), a preview of what it would receive for a WAPing event
+// (POST /v1/destinations/{id}/preview: the body, in its format, and its X-Hub-Signature-256),
+// editing and deletion.
 
 import { get, post, patch, del, seg } from '../api.js';
-import { h, mount, replace, badge, time, duration, statusCode, age, copyButton, facts, pageHeader, section, confirmButton, notice, errorNotice, idLink, rfc3339, stateBadge } from '../dom.js';
+import { h, mount, replace, badge, time, duration, statusCode, age, copyButton, facts, pageHeader, section, confirmButton, notice, errorNotice, idLink, rfc3339, stateBadge, jsonBlock } from '../dom.js';
 import { form } from '../form.js';
 import { navigate, href } from '../router.js';
 import { followDelivery } from '../poll.js';
-import { destinationForm } from './destinations.js';
+import { destinationForm, FORMATS } from './destinations.js';
 
 export async function destinationPage({ main, params, query, signal }) {
   const d = await get(`/v1/destinations/${seg(params.id)}`, {}, signal);
@@ -31,6 +33,9 @@ export async function destinationPage({ main, params, query, signal }) {
       ['Event types', d.event_types.join(', ')],
       ['Sources', d.source_ids?.length ? d.source_ids.map((id) => idLink(id)) : 'all'],
       ['Devices', d.device_ids?.length ? d.device_ids.join(', ') : 'all'],
+      ['Format', formatLabel(d.format)],
+      d.format === 'meta_cloud_api' ? ['Meta context', metaFacts(d.meta)] : null,
+      ['Replay on recovery', d.replay_on_recovery ? 'yes: the failed deliveries of a failing streak are queued again once it answers' : 'no'],
       ['Custom headers', Object.keys(d.headers).length ? h('ul', { class: 'plain' }, Object.entries(d.headers).map(([k, v]) => h('li', {}, h('code', {}, `${k}: ${v}`)))) : 'none'],
       ['Timeout', `${d.timeout_ms} ms`],
       ['Max in flight', String(d.max_in_flight)],
@@ -40,6 +45,7 @@ export async function destinationPage({ main, params, query, signal }) {
       ['Updated', time(d.updated_at)],
     ])),
     section('Signing secret', secretPanel(path, Boolean(query.created))),
+    section('Preview', previewPanel(d, path, signal)),
     section('Replay', h('p', { class: 'muted' }, 'Queue this destination\u2019s deliveries created in a time range again (trigger replay).'), replayForm(d, path).el),
     section('Edit', destinationForm(d, async (body) => {
       await patch(path, body);
@@ -51,6 +57,52 @@ export async function destinationPage({ main, params, query, signal }) {
         navigate('/destinations');
       })),
   );
+}
+
+const formatLabel = (format) => FORMATS.find(([value]) => value === format)?.[1] || format;
+
+function metaFacts(meta) {
+  const set = Object.entries(meta || {}).filter(([, v]) => v);
+  if (!set.length) return h('span', { class: 'muted' }, 'none: taken from each event');
+  return h('ul', { class: 'plain' }, set.map(([k, v]) => h('li', {}, `${k}: `, h('code', {}, v))));
+}
+
+// A WAPing `message.received` event, to start the preview from.
+const SAMPLE_EVENT = {
+  eventId: 'evt_preview_1',
+  type: 'message.received',
+  timestamp: '2026-04-03T12:00:00Z',
+  deviceId: 'dev_1',
+  message: { id: 'm_preview_1', from: '+15550001234', fromName: 'Ada', body: 'Hello from the preview' },
+};
+
+// "Preview": what this destination would receive for the event in the textarea (nothing is sent).
+function previewPanel(d, path, signal) {
+  const out = h('div', { class: 'preview-result', 'aria-live': 'polite' });
+  const f = form({
+    submit: 'Preview',
+    fields: [{ name: 'event', label: 'WAPing event (JSON)', type: 'textarea', rows: 10, wide: true, value: JSON.stringify(SAMPLE_EVENT, null, 2) }],
+    onSubmit: async (values) => {
+      replace(out);
+      let event;
+      try {
+        event = JSON.parse(values.event);
+      } catch (error) {
+        throw Object.assign(new Error(`The event is not valid JSON: ${error.message}`), { title: 'Check the event' });
+      }
+      const p = await post(`${path}/preview`, event, signal);
+      if (!p.fanned_out) {
+        replace(out, notice('warn', h('strong', {}, 'Not sent to this destination'), ' — ', h('code', {}, p.reason || 'unknown'), p.field ? [' (field ', h('code', {}, p.field), ')'] : null, '.'));
+        return;
+      }
+      replace(out,
+        p.x_hub_signature_256 ? h('p', { class: 'with-copy' }, 'X-Hub-Signature-256: ', h('code', { class: 'signature' }, p.x_hub_signature_256), copyButton(p.x_hub_signature_256)) : null,
+        jsonBlock(p.body, 'Preview body'));
+    },
+  });
+  return h('div', {}, h('p', { class: 'muted' }, d.format === 'meta_cloud_api'
+    ? 'What this destination would receive for a WAPing event: the Meta webhook body and its signature. Nothing is sent; its filters are not applied.'
+    : 'What this destination would receive for a WAPing event. Nothing is sent; its filters are not applied.'), f.el, out);
 }
 
 // A retry delay: `500 ms`, `5 s`, `1 h`.

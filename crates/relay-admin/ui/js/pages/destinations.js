@@ -1,5 +1,5 @@
 // Destinations: the list, a new destination, and the form both creating and editing use (URL,
-// filters, custom headers, limits, retry policy). Editing sends only the fields the user
+// filters, custom headers, format and its Meta context, limits, retry policy, replay on recovery). Editing sends only the fields the user
 // changed, so masked credential headers are sent back only when the user rewrote them.
 
 import { post, seg } from '../api.js';
@@ -44,6 +44,7 @@ const list = (hint) => ({ type: 'list', wide: true, hint });
 export function destinationForm(d, save) {
   const editing = Boolean(d);
   const retry = d?.retry_policy || {};
+  const meta = d?.meta || {};
   return form({
     submit: editing ? 'Save changes' : 'Create destination',
     className: 'destination-form',
@@ -57,6 +58,12 @@ export function destinationForm(d, save) {
         { name: 'device_ids', label: 'Device ids', value: d?.device_ids, placeholder: 'dev_…', ...list() },
       ] },
       { name: 'headers', label: 'Custom headers', type: 'headers', wide: true, rows: 3, value: d?.headers, placeholder: 'X-Team: payments', hint: editing ? 'One "Name: value" per line. Credential-like values show masked (…abcd): to change the headers, type every credential in full again.' : 'One "Name: value" per line. Credential-like values are stored encrypted and shown masked afterwards.' },
+      { group: 'Format', hint: 'Standard: the event as WAPing sent it. Meta Cloud API: rewritten as Meta\u2019s WhatsApp Cloud API messages webhook, signed with X-Hub-Signature-256; events with no Meta equivalent are not sent.', fields: [
+        { name: 'format', label: 'Format', type: 'select', value: d?.format || 'standard', options: FORMATS },
+        { name: 'meta_waba_id', label: 'WABA id', value: meta.waba_id, placeholder: '102290129340398', showIf: isMeta, hint: 'entry[0].id' },
+        { name: 'meta_phone_number_id', label: 'Phone number id', value: meta.phone_number_id, placeholder: '106540352242922', showIf: isMeta, hint: 'metadata.phone_number_id' },
+        { name: 'meta_display_phone_number', label: 'Display phone number', value: meta.display_phone_number, placeholder: '15550001234', pattern: '[0-9]*', showIf: isMeta, hint: 'Digits only, no +. Empty: from the event.' },
+      ] },
       { group: 'Limits', fields: [
         { name: 'timeout_ms', label: 'Timeout (ms)', type: 'number', min: 1, max: 30000, value: d?.timeout_ms, placeholder: '10000', required: editing },
         { name: 'max_in_flight', label: 'Max in flight', type: 'number', min: 1, value: d?.max_in_flight, placeholder: '16', required: editing, hint: 'Concurrent requests at most.' },
@@ -67,9 +74,10 @@ export function destinationForm(d, save) {
         { name: 'max_delay_ms', label: 'Longest wait (ms)', type: 'number', min: 0, value: retry.max_delay_ms, placeholder: '3600000', required: editing },
         { name: 'window_seconds', label: 'Retry window (s)', type: 'number', min: 0, value: retry.window_seconds, placeholder: '86400', required: editing, hint: 'At most the plan\u2019s retry window.' },
       ] },
+      { name: 'replay_on_recovery', label: 'Replay on recovery: when it answers again after a failing streak, queue the deliveries that failed during the streak once more', type: 'checkbox', value: d?.replay_on_recovery },
     ].filter(Boolean),
     onSubmit: async (_, f) => {
-      const body = editing ? patchBody(f.changed()) : createBody(f.values());
+      const body = editing ? patchBody(f.changed(), f.values()) : createBody(f.values());
       if (editing && !Object.keys(body).length) return f.showMessage('Nothing changed.');
       await save(body, f);
     },
@@ -77,9 +85,19 @@ export function destinationForm(d, save) {
 }
 
 const RETRY = ['initial_delay_ms', 'max_delay_ms', 'window_seconds'];
+export const FORMATS = [['standard', 'Standard (WAPing events as received)'], ['meta_cloud_api', 'Meta WhatsApp Cloud API']];
+const META = ['waba_id', 'phone_number_id', 'display_phone_number'];
+const isMeta = (v) => v.format === 'meta_cloud_api';
+
+// The Meta context from the visible meta fields (empty ones left out), or null when none is set.
+function metaBody(v) {
+  const meta = Object.fromEntries(META.filter((k) => v[`meta_${k}`]).map((k) => [k, v[`meta_${k}`]]));
+  return Object.keys(meta).length ? meta : null;
+}
 
 function createBody(v) {
-  const body = { url: v.url, enabled: v.enabled };
+  const body = { url: v.url, enabled: v.enabled, format: v.format, replay_on_recovery: v.replay_on_recovery };
+  if (isMeta(v) && metaBody(v)) body.meta = metaBody(v);
   if (v.description) body.description = v.description;
   for (const key of ['event_types', 'source_ids', 'device_ids']) if (v[key].length) body[key] = v[key];
   if (Object.keys(v.headers).length) body.headers = v.headers;
@@ -90,10 +108,12 @@ function createBody(v) {
 }
 
 // Only what changed; an emptied filter means "everything" again.
-function patchBody(changed) {
+// The Meta context is replaced whole, so any changed meta field sends all three.
+function patchBody(changed, values) {
   const body = {};
   for (const [key, value] of Object.entries(changed)) {
-    if (RETRY.includes(key)) {
+    if (key.startsWith('meta_')) body.meta = metaBody(values);
+    else if (RETRY.includes(key)) {
       if (value !== null) (body.retry_policy ||= {})[key] = value;
     } else if (key === 'event_types') body.event_types = value.length ? value : ['*'];
     else if (key === 'source_ids' || key === 'device_ids') body[key] = value.length ? value : null;
