@@ -25,6 +25,8 @@ pub struct Cli {
     pub client: relay_cli::ClientArgs,
 }
 
+// Parsed once per run: the size of the admin commands' arguments does not matter here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service (ingress, admin API and dispatcher, or the roles given by --roles).
