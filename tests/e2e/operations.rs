@@ -163,16 +163,7 @@ async fn json_logs_have_a_line_per_request_and_per_attempt_and_no_payload() {
     let tenant = tenant_with_source(&client, &relay.base, &operator, "growth").await;
     let receiver = Receiver::start().await;
     destination(&client, &relay.base, &tenant.token, json!({"url": receiver.url})).await;
-    let body = wap_event("evt_json_log");
-    let signature = format!("sha256={}", sign_hex(WAP_SECRET, body.as_bytes()));
-    let answer = client
-        .post(&tenant.ingest_url)
-        .header("content-type", "application/json")
-        .header("x-wap-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let answer = post_event(&client, &tenant.ingest_url, &wap_event("evt_json_log")).await.unwrap();
     assert_eq!(answer.status(), 200);
     let request_id = answer.headers()["x-request-id"].to_str().unwrap().to_owned();
     receiver.wait_for(1, DEADLINE).await;

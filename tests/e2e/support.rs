@@ -270,7 +270,8 @@ pub async fn ingest_once(client: &reqwest::Client, ingest_url: &str, body: &str)
     post_event(client, ingest_url, body).await.map_or(0, |r| r.status().as_u16())
 }
 
-async fn post_event(client: &reqwest::Client, ingest_url: &str, body: &str) -> Option<reqwest::Response> {
+/// One signed POST of `body`, the response itself (`None` when there was none).
+pub async fn post_event(client: &reqwest::Client, ingest_url: &str, body: &str) -> Option<reqwest::Response> {
     client
         .post(ingest_url)
         .header("content-type", "application/json")

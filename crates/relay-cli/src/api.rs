@@ -84,15 +84,23 @@ impl Api {
         if status.is_success() {
             return Ok(value);
         }
-        Err(ApiError {
+        Err(ApiError::from_problem(status, &value))
+    }
+}
+
+impl ApiError {
+    /// The error of a non-success answer, from its problem+json body (`code`, `detail`, else
+    /// `title`), whatever the body is.
+    pub fn from_problem(status: reqwest::StatusCode, body: &Value) -> Self {
+        ApiError {
             status: status.as_u16(),
-            code: value["code"].as_str().unwrap_or("http_error").to_owned(),
-            detail: value["detail"]
+            code: body["code"].as_str().unwrap_or("http_error").to_owned(),
+            detail: body["detail"]
                 .as_str()
-                .or_else(|| value["title"].as_str())
+                .or_else(|| body["title"].as_str())
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("the relay answered {status}")),
-        })
+        }
     }
 }
 

@@ -185,11 +185,7 @@ async fn follow(
     let status = response.status();
     if !status.is_success() {
         let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let error = ApiError {
-            status: status.as_u16(),
-            code: body["code"].as_str().unwrap_or("http_error").to_owned(),
-            detail: body["detail"].as_str().unwrap_or_default().to_owned(),
-        };
+        let error = ApiError::from_problem(status, &body);
         // The relay busy or restarting: try again. Anything else will not get better.
         return Err(if status.is_server_error() || status.as_u16() == 429 {
             Ended::Retry(error.to_string())

@@ -53,19 +53,6 @@ pub async fn notify_due(db: impl PgExecutor<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The tenant's pending deliveries, counted up to `cap` (enough to know the cap is reached without
-/// counting a huge backlog in full).
-pub async fn count_backlog(db: impl PgExecutor<'_>, tenant: TenantId, cap: i64) -> Result<i64> {
-    let n = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM delivery_queue WHERE tenant_id = $1 LIMIT $2) s",
-    )
-    .bind(tenant.uuid())
-    .bind(cap)
-    .fetch_one(db)
-    .await?;
-    Ok(n)
-}
-
 /// A Postgres snapshot (`pg_current_snapshot()`): which transactions a count saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
