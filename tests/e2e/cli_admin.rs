@@ -263,8 +263,8 @@ async fn destinations_are_created_toggled_rekeyed_changed_and_deleted() {
         (meta["format"].as_str(), &meta["meta"]),
         (Some("meta_cloud_api"), &json!({"phone_number_id": "1065"}))
     );
-    let back = cli.json(&["destinations", "update", &id, "--format", "standard"]).await;
-    assert_eq!(back["format"], "standard");
+    let back = cli.json(&["destinations", "update", &id, "--format", "waping"]).await;
+    assert_eq!(back["format"], "waping");
     assert_eq!(cli.json(&["destinations", "secret", &id]).await["signing_secret"], secret.as_str());
     let rotated = cli.json(&["destinations", "rotate-secret", &id, "--grace-seconds", "60"]).await;
     assert_ne!(rotated["signing_secret"], secret.as_str());

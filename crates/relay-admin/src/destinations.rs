@@ -46,9 +46,10 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DestinationFormat {
-    /// The event's bytes as received.
+    /// The event's bytes as received (`standard` is accepted as an alias).
     #[default]
-    Standard,
+    #[serde(alias = "standard")]
+    Waping,
     /// Meta's WhatsApp Cloud API `messages` webhook.
     MetaCloudApi,
 }
@@ -56,13 +57,13 @@ pub enum DestinationFormat {
 impl DestinationFormat {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Standard => "standard",
+            Self::Waping => "waping",
             Self::MetaCloudApi => relay_store::destinations::META_CLOUD_API,
         }
     }
 
     fn of(stored: &str) -> Self {
-        if stored == relay_store::destinations::META_CLOUD_API { Self::MetaCloudApi } else { Self::Standard }
+        if stored == relay_store::destinations::META_CLOUD_API { Self::MetaCloudApi } else { Self::Waping }
     }
 }
 

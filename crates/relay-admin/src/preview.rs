@@ -1,5 +1,5 @@
 //! `POST /v1/destinations/{id}/preview`: what a destination would receive for a WAPing event,
-//! without storing or sending anything: for the `standard` format the event's bytes, for
+//! without storing or sending anything: for the `waping` format the event's bytes, for
 //! `meta_cloud_api` the Meta webhook body and its `X-Hub-Signature-256` (or why the event would
 //! not be sent there at all).
 

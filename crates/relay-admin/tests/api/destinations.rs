@@ -358,7 +358,7 @@ async fn the_meta_format_and_its_context_are_checked_and_shown(pool: PgPool) {
     );
     let path = format!("/v1/destinations/{}", res.id());
     let res = app.patch(&path, &t.token, json!({"format": "standard", "meta": null})).await;
-    assert_eq!((res.body["format"].as_str(), res.body["meta"].is_null()), (Some("standard"), true));
+    assert_eq!((res.body["format"].as_str(), res.body["meta"].is_null()), (Some("waping"), true));
     let res = app.post("/v1/destinations", &t.token, json!({"url": url, "format": "xml"})).await;
     assert!(res.status.is_client_error());
 }

@@ -163,9 +163,9 @@ struct Fields {
     /// When it answers again after a failing streak, replay the streak's failed deliveries.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     replay_on_recovery: Option<bool>,
-    /// What it receives: `standard` (the event as received) or `meta_cloud_api` (Meta's
+    /// What it receives: `waping` (the event as received) or `meta_cloud_api` (Meta's
     /// WhatsApp Cloud API webhooks, signed with X-Hub-Signature-256 too).
-    #[arg(long, value_parser = ["standard", "meta_cloud_api"])]
+    #[arg(long, value_parser = ["waping", "meta_cloud_api"])]
     format: Option<String>,
     /// For meta_cloud_api: the Meta envelope's `phone_number_id`.
     #[arg(long)]

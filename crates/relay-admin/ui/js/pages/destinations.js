@@ -59,7 +59,7 @@ export function destinationForm(d, save) {
       ] },
       { name: 'headers', label: 'Custom headers', type: 'headers', wide: true, rows: 3, value: d?.headers, placeholder: 'X-Team: payments', hint: editing ? 'One "Name: value" per line. Credential-like values show masked (…abcd): to change the headers, type every credential in full again.' : 'One "Name: value" per line. Credential-like values are stored encrypted and shown masked afterwards.' },
       { group: 'Format', hint: 'Standard: the event as WAPing sent it. Meta Cloud API: rewritten as Meta\u2019s WhatsApp Cloud API messages webhook, signed with X-Hub-Signature-256; events with no Meta equivalent are not sent.', fields: [
-        { name: 'format', label: 'Format', type: 'select', value: d?.format || 'standard', options: FORMATS },
+        { name: 'format', label: 'Format', type: 'select', value: d?.format || 'waping', options: FORMATS },
         { name: 'meta_waba_id', label: 'WABA id', value: meta.waba_id, placeholder: '102290129340398', showIf: isMeta, hint: 'entry[0].id' },
         { name: 'meta_phone_number_id', label: 'Phone number id', value: meta.phone_number_id, placeholder: '106540352242922', showIf: isMeta, hint: 'metadata.phone_number_id' },
         { name: 'meta_display_phone_number', label: 'Display phone number', value: meta.display_phone_number, placeholder: '15550001234', pattern: '[0-9]*', showIf: isMeta, hint: 'Digits only, no +. Empty: from the event.' },
@@ -85,7 +85,7 @@ export function destinationForm(d, save) {
 }
 
 const RETRY = ['initial_delay_ms', 'max_delay_ms', 'window_seconds'];
-export const FORMATS = [['standard', 'Standard (WAPing events as received)'], ['meta_cloud_api', 'Meta WhatsApp Cloud API']];
+export const FORMATS = [['waping', 'WAPing (events as received)'], ['meta_cloud_api', 'Meta WhatsApp Cloud API']];
 const META = ['waba_id', 'phone_number_id', 'display_phone_number'];
 const isMeta = (v) => v.format === 'meta_cloud_api';
 
