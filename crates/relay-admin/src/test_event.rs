@@ -80,6 +80,7 @@ pub(crate) async fn send_test_event(
         timestamp: now,
         body: bytes_of(&body),
         dedupe_id: None,
+        keep_days: 0,
     };
     insert_events(&mut *tx, &[event]).await?;
     let delivery = NewDelivery::due_now(auth.tenant_id, event_id, id);

@@ -7,12 +7,15 @@
 //!   destinations, optional prefilled backlog); the figures of the performance targets.
 //! - `ingest`: events/s accepted with the dispatcher role off (the ingest path alone).
 //! - `saturate`: a queue filled first, then drained by a dispatcher-only process.
+//! - `purge`: one retention sweep over millions of old rows, by partition drop or by deletes,
+//!   while ingest runs.
 
 mod classic;
 mod e2e;
 mod faults;
 mod prefill;
 mod probe;
+mod purge;
 mod receiver;
 mod relay;
 mod report;
@@ -62,6 +65,15 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         destinations: usize,
     },
+    /// One retention sweep over `rows` old history rows while events are posted at `rate`/s.
+    Purge {
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        #[arg(long, value_enum, default_value_t = purge::Mode::Drop)]
+        mode: purge::Mode,
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+    },
 }
 
 #[tokio::main]
@@ -108,5 +120,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Saturate { events, destinations } => {
             classic::saturate(&cli.binary, events, destinations).await
         }
+        Command::Purge { rows, mode, rate } => purge::run(&cli.binary, rows, mode, rate).await,
     }
 }

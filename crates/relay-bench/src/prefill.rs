@@ -35,6 +35,7 @@ pub async fn store(db: &str, backlog: &TenantSetup, count: usize) -> anyhow::Res
                     timestamp: stamp,
                     body: body.into(),
                     dedupe_id: None,
+                    keep_days: 0,
                 }
             })
             .collect();

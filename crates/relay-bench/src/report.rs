@@ -44,7 +44,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut ms: Vec<f64>) -> Self {
+    pub(crate) fn of(mut ms: Vec<f64>) -> Self {
         if ms.is_empty() {
             return Self::default();
         }

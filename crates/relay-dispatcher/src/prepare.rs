@@ -159,7 +159,7 @@ pub(crate) mod tests {
             paused: false,
             paused_at: None,
             replay_on_recovery: false,
-            format: "standard".into(),
+            format: "waping".into(),
             meta_context: None,
             timeout_ms: 10_000,
             rate_limit_per_second: None,

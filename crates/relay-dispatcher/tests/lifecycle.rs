@@ -93,12 +93,6 @@ async fn a_redelivery_starts_a_fresh_retry_window(pool: PgPool) {
     running.stop().await;
 }
 
-fn uuid_days_ago(days: u64) -> Uuid {
-    let at = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
-    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap();
-    Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos()))
-}
-
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
 async fn retention_purges_old_rows_but_never_pending_deliveries(pool: PgPool) {
     let fx = Fixture::new(pool);

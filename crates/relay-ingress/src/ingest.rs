@@ -213,6 +213,7 @@ async fn accept(
         timestamp: envelope.timestamp,
         body,
         dedupe_id,
+        keep_days: relay_store::partitions::keep_days(limits.retention_days),
     };
     let ttl = Duration::from_secs(u64::from(limits.retention_days.max(1)) * 86_400);
     let stored = state.inner.writer.store(event, ttl).await.map_err(|refused| match refused {

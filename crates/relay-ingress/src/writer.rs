@@ -118,7 +118,7 @@ impl Writer {
     ) -> Self {
         let shared = Arc::new(Shared { queue: Mutex::default(), ready: Notify::new(), config });
         let streamed = Streamed::start(redis.clone(), &pool);
-        let deps = Arc::new(Deps { pool, redis, cache, handoff, streamed });
+        let deps = Arc::new(Deps { pool, redis, cache, handoff, streamed, coverage: Default::default() });
         tokio::spawn(collect(shared.clone(), deps));
         Self { shared }
     }
@@ -157,6 +157,8 @@ struct Deps {
     cache: Arc<ConfigCache>,
     handoff: Option<Arc<dyn Handoff>>,
     streamed: Arc<Streamed>,
+    /// The history partitions this process knows to exist.
+    coverage: relay_store::partitions::Coverage,
 }
 
 /// Takes the next batch: up to `max_batch` jobs and `max_batch_bytes` (at least one job).
@@ -288,6 +290,7 @@ struct Candidate {
 async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
     let tenants: Vec<TenantId> =
         events.iter().map(|e| e.tenant_id).collect::<HashSet<_>>().into_iter().collect();
+    deps.coverage.ensure(&deps.pool, events.iter().map(|e| e.keep_days)).await?;
     let fanout = deps.cache.fanout(&deps.pool, &tenants).await?;
     let mut reservations = Reservations { handoff: deps.handoff.clone(), held: Vec::new() };
     let mut candidates: Vec<Candidate> = Vec::new();
@@ -366,7 +369,7 @@ fn hand_over(
     }
 }
 
-/// Whether `event` goes to `d` as far as its format is concerned: always for the standard
+/// Whether `event` goes to `d` as far as its format is concerned: always for the waping
 /// format; for `meta_cloud_api` only when it has a Meta equivalent.
 fn has_meta_equivalent(d: &relay_store::destinations::FanoutDestination, event: &NewEvent) -> bool {
     d.meta.as_ref().is_none_or(|ctx| matches!(relay_core::meta::to_meta(&event.body, ctx), Ok(Some(_))))

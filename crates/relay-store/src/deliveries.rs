@@ -39,7 +39,10 @@ pub async fn insert_deliveries(db: impl PgExecutor<'_>, deliveries: &[NewDeliver
     }
     let due: Vec<NewDelivery> = deliveries.iter().map(|d| NewDelivery { lease_ms: None, ..*d }).collect();
     let sql = sqlx::AssertSqlSafe(format!(
-        "WITH ins AS (SELECT DISTINCT x.id FROM UNNEST($3::uuid[]) AS x(id)), {} SELECT count(*) FROM dq",
+        "WITH ins AS (SELECT DISTINCT x.id, COALESCE(e.keep_days, 0::smallint) AS keep_days \
+           FROM UNNEST($2::uuid[], $3::uuid[]) AS x(tenant_id, id) \
+           LEFT JOIN events e ON e.tenant_id = x.tenant_id AND e.id = x.id), \
+         {} SELECT count(*) FROM dq",
         crate::ingest::queue_sql(1)
     ));
     let q = sqlx::query_as::<_, (i64,)>(sql);
@@ -209,9 +212,10 @@ const REQUEUE: &str = "status = 'pending', next_attempt_at = now(), completed_at
 fn enqueue_sql(from: &str, trigger: &str) -> String {
     format!(
         "INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, \
-           lease_token, \"trigger\", started, window_started_at, attempts_before_window) \
+           lease_token, \"trigger\", started, window_started_at, attempts_before_window, keep_days) \
          SELECT $1, x.id, x.destination_id, x.event_id, now(), NULL, '{trigger}', \
-           greatest(x.attempts, x.attempts_started), now(), greatest(x.attempts, x.attempts_started) \
+           greatest(x.attempts, x.attempts_started), now(), greatest(x.attempts, x.attempts_started), \
+           x.keep_days \
          FROM {from} x \
          ON CONFLICT (tenant_id, delivery_id) DO UPDATE SET due_at = now(), lease_token = NULL, \
            \"trigger\" = EXCLUDED.\"trigger\", window_started_at = now(), \
@@ -221,8 +225,11 @@ fn enqueue_sql(from: &str, trigger: &str) -> String {
 
 /// Locks the events of the deliveries being queued again (`FOR KEY SHARE`), so retention cannot
 /// purge an event between our check and our commit; an event already purged is not found and its
-/// delivery is not queued. Followed by the ids to lock and the locking clause.
-const LOCK_EVENTS: &str = "SELECT e.id FROM events e WHERE e.tenant_id = $1 AND e.id IN";
+/// delivery is not queued. An event past its class's retention is not found either: its slice may
+/// be about to be dropped (`crate::partitions`). Followed by the ids to lock and the locking
+/// clause.
+const LOCK_EVENTS: &str = "SELECT e.id FROM events e WHERE e.tenant_id = $1 \
+     AND (e.keep_days = 0 OR e.id >= wap_relay_uuid_at(now() - e.keep_days * interval '1 day')) AND e.id IN";
 
 /// Locks the queue rows of the deliveries being queued again before their log rows (followed by
 /// the condition on `delivery_id` and the locking clause): the recorder and the housekeeping lock
@@ -245,7 +252,7 @@ pub async fn redeliver_delivery(
                AND (SELECT count(*) FROM lq) >= 0 \
                AND EXISTS (SELECT 1 FROM destinations t \
                  WHERE t.tenant_id = $1 AND t.id = d.destination_id AND t.deleted_at IS NULL) \
-             RETURNING {DELIVERY_COLUMNS}, d.attempts_started), \
+             RETURNING {DELIVERY_COLUMNS}, d.attempts_started, d.keep_days), \
          q AS ({}) \
          SELECT {DELIVERY_COLUMNS} FROM upd",
         enqueue_sql("upd", "manual")
@@ -271,12 +278,12 @@ pub async fn redeliver_event(
          reset AS (UPDATE deliveries d SET {REQUEUE}, next_trigger = 'manual' FROM targets t \
              WHERE d.tenant_id = $1 AND d.event_id = $2 AND d.destination_id = t.destination_id \
                AND (SELECT count(*) FROM lq) >= 0 \
-             RETURNING d.id, d.destination_id, d.event_id, d.attempts, d.attempts_started), \
+             RETURNING d.id, d.destination_id, d.event_id, d.attempts, d.attempts_started, d.keep_days), \
          created AS (INSERT INTO deliveries (id, tenant_id, event_id, destination_id, next_attempt_at, next_trigger) \
              SELECT t.new_id, $1, $2, t.destination_id, now(), 'manual' FROM targets t \
              WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.tenant_id = $1 AND d.event_id = $2 \
                  AND d.destination_id = t.destination_id) \
-             RETURNING id, destination_id, event_id, attempts, attempts_started), \
+             RETURNING id, destination_id, event_id, attempts, attempts_started, keep_days), \
          q AS ({}) \
          SELECT (SELECT count(*) FROM reset) + (SELECT count(*) FROM created)",
         enqueue_sql("(SELECT * FROM reset UNION ALL SELECT * FROM created)", "manual")
@@ -314,7 +321,7 @@ pub async fn replay_destination(
          upd AS (UPDATE deliveries d SET {REQUEUE}, next_trigger = 'replay' \
              WHERE d.tenant_id = $1 AND d.id IN (SELECT id FROM picked) \
                AND d.event_id IN (SELECT id FROM ev) AND d.status <> 'pending' \
-             RETURNING d.id, d.destination_id, d.event_id, d.attempts, d.attempts_started), \
+             RETURNING d.id, d.destination_id, d.event_id, d.attempts, d.attempts_started, d.keep_days), \
          q AS ({}) \
          SELECT count(*) FROM upd",
         enqueue_sql("upd", "replay")

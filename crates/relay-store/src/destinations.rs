@@ -36,7 +36,7 @@ pub struct DestinationRow {
     pub paused_at: Option<OffsetDateTime>,
     /// When it answers again after a failing streak, the streak's failed deliveries are replayed.
     pub replay_on_recovery: bool,
-    /// `standard` or `meta_cloud_api`.
+    /// `waping` or `meta_cloud_api`.
     pub format: String,
     pub meta_context: Option<Json<relay_core::meta::MetaContext>>,
     pub timeout_ms: i32,

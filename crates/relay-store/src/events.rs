@@ -1,6 +1,7 @@
 //! The `events` table: each accepted WAPing event with its raw body. Inserted in batches by the
-//! ingest group commit; the unique constraint on (source_id, wap_event_id) is the dedupe, and for
-//! a source with a dedupe key the unique index on (source_id, dedupe_id) too.
+//! ingest group commit; the dedupe is `event_keys` (the event's eventId, and its dedupe id for a
+//! source with a dedupe key), since the partitioned `events` cannot hold a unique index across
+//! its history (migration 0016).
 
 use relay_core::{EventId, SourceId, TenantId};
 use sqlx::PgExecutor;
@@ -22,6 +23,9 @@ pub struct NewEvent {
     /// The identity from the source's dedupe key, when it has one and the event holds its
     /// values (an event is a duplicate when its eventId or this was seen).
     pub dedupe_id: Option<String>,
+    /// The history class it is written in: the tenant's retention in days
+    /// ([`crate::partitions::keep_days`]).
+    pub keep_days: i16,
 }
 
 impl NewEvent {
@@ -110,18 +114,24 @@ fn push_list_events(
     before: Option<EventId>,
     limit: i64,
 ) {
-    // WAPing's eventId finds at most one event per source, through the dedupe constraint
-    // (source_id, wap_event_id) over the tenant's sources (a few), then a sort of those few.
+    // WAPing's eventId finds at most one event per source, through the dedupe table's key
+    // (source_id, 'e:' || eventId) over the tenant's sources (a few), then a sort of those few.
     // Other filters, source included, scan the primary key (tenant_id, id) newest first.
     let scan = match filter.wap_event_id {
         Some(_) => crate::keyset::Scan::ByFilter,
         None => crate::keyset::Scan::ByTenant,
     };
     crate::keyset::push_tenant(q, tenant.uuid(), scan);
-    if filter.wap_event_id.is_some() && filter.source_id.is_none() {
-        q.push(" AND source_id IN (SELECT id FROM sources WHERE tenant_id = ")
-            .push_bind(tenant.uuid())
-            .push(")");
+    if let Some(w) = &filter.wap_event_id {
+        q.push(" AND id IN (SELECT event_id FROM event_keys WHERE key = 'e:' || ").push_bind(w.clone());
+        match filter.source_id {
+            Some(source) => q.push(" AND source_id = ").push_bind(source.uuid()),
+            None => q
+                .push(" AND source_id IN (SELECT id FROM sources WHERE tenant_id = ")
+                .push_bind(tenant.uuid())
+                .push(")"),
+        };
+        q.push(")");
     }
     if let Some(source) = filter.source_id {
         q.push(" AND source_id = ").push_bind(source.uuid());

@@ -1,7 +1,7 @@
 //! The ingest write: a batch of events and the deliveries they fan out to, stored by one
 //! statement (so one implicit transaction and one round trip). Only events that are new get
-//! their deliveries; duplicates (same source and `eventId`, in the table or earlier in the
-//! batch) are skipped by the dedupe index. Each delivery gets its log row and its queue row;
+//! their deliveries; duplicates (same source and `eventId` or dedupe id, stored or earlier in
+//! the batch) are skipped by the dedupe table `event_keys`. Each delivery gets its log row and its queue row;
 //! a delivery handed to this process's own dispatcher is queued already leased to it, the others
 //! are due now and the dispatchers are woken by a NOTIFY that Postgres delivers at commit.
 
@@ -16,24 +16,25 @@ use crate::events::NewEvent;
 
 /// Inserts `$1..$6` (delivery ids, tenants, events, destinations, lease lengths in ms with 0 for
 /// "due now", the lease token) into the log and the queue, for the rows whose event is in `ins`
-/// (a CTE of new event ids); `dq` returns each queue row's lease. Every caller that creates
+/// (a CTE of the new events' `id` and `keep_days`, the class the deliveries are written in too);
+/// `dq` returns each queue row's lease. Every caller that creates
 /// deliveries goes through this text, so the log and the queue can never disagree.
 pub(crate) fn queue_sql(first: usize) -> String {
     let p = |k: usize| format!("${}", first + k);
     format!(
         "d AS ( \
-           SELECT * FROM UNNEST({0}::uuid[], {1}::uuid[], {2}::uuid[], {3}::uuid[], {4}::int[]) \
-             AS d(id, tenant_id, event_id, destination_id, lease_ms) \
-           WHERE d.event_id IN (SELECT id FROM ins) \
+           SELECT d.*, ins.keep_days FROM UNNEST({0}::uuid[], {1}::uuid[], {2}::uuid[], {3}::uuid[], \
+             {4}::int[]) AS d(id, tenant_id, event_id, destination_id, lease_ms) \
+           JOIN ins ON ins.id = d.event_id \
          ), dl AS ( \
-           INSERT INTO deliveries (id, tenant_id, event_id, destination_id, next_attempt_at) \
-           SELECT id, tenant_id, event_id, destination_id, now() FROM d RETURNING 1 \
+           INSERT INTO deliveries (id, tenant_id, event_id, destination_id, next_attempt_at, keep_days) \
+           SELECT id, tenant_id, event_id, destination_id, now(), keep_days FROM d RETURNING 1 \
          ), dq AS ( \
            INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, \
-             lease_token, started, window_started_at) \
+             lease_token, started, window_started_at, keep_days) \
            SELECT tenant_id, id, destination_id, event_id, \
              now() + lease_ms * interval '1 millisecond', \
-             CASE WHEN lease_ms > 0 THEN {5}::uuid END, (lease_ms > 0)::int, now() FROM d \
+             CASE WHEN lease_ms > 0 THEN {5}::uuid END, (lease_ms > 0)::int, now(), keep_days FROM d \
            RETURNING lease_token \
          )",
         p(0),
@@ -80,6 +81,17 @@ impl QueueColumns {
     }
 }
 
+/// The dedupe (`k`): every identity of each event of `e` (its eventId, and its dedupe id when it
+/// has one) into `event_keys`, whose primary key makes it exact under any concurrency; `k`
+/// returns the identities that were new, and an event is new when all of its identities are. A
+/// batch may hold one identity twice: the first event wins, like two separate requests.
+const KEYS: &str = "k AS ( \
+       INSERT INTO event_keys (source_id, key, event_id, keep_days) \
+       SELECT source_id, 'e:' || wap_event_id, id, keep_days FROM e \
+       UNION ALL SELECT source_id, dedupe_id, id, keep_days FROM e WHERE dedupe_id IS NOT NULL \
+       ON CONFLICT DO NOTHING RETURNING event_id \
+     )";
+
 /// Stores `events` and, for those that are new, their `candidates` (deliveries whose `event_id`
 /// is one of the events). Candidates with a `lease_ms` are queued leased under `lease_token`.
 /// Returns the ids of the events that were new.
@@ -110,14 +122,20 @@ pub async fn store_events_in_xact(
     let stamps: Vec<OffsetDateTime> = events.iter().map(|e| e.timestamp).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_ref()).collect();
     let dedupe_ids: Vec<Option<&str>> = events.iter().map(|e| e.dedupe_id.as_deref()).collect();
+    let keeps: Vec<i16> = events.iter().map(|e| e.keep_days).collect();
     // `wake` is evaluated once, and notifies only when deliveries due now were queued.
     let sql = sqlx::AssertSqlSafe(format!(
-        "WITH ins AS ( \
-           INSERT INTO events (id, tenant_id, source_id, wap_event_id, type, device_id, \"timestamp\", body, \
-             dedupe_id) \
+        "WITH e AS ( \
            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
-                                $7::timestamptz[], $8::bytea[], $16::text[]) \
-           ON CONFLICT DO NOTHING RETURNING id \
+             $7::timestamptz[], $8::bytea[], $16::text[], $17::smallint[]) \
+             AS e(id, tenant_id, source_id, wap_event_id, type, device_id, ts, body, dedupe_id, keep_days) \
+         ), {KEYS}, \
+         ins AS ( \
+           INSERT INTO events (id, tenant_id, source_id, wap_event_id, type, device_id, \"timestamp\", body, \
+             dedupe_id, keep_days) \
+           SELECT e.* FROM e JOIN (SELECT event_id, count(*) AS n FROM k GROUP BY event_id) kc \
+             ON kc.event_id = e.id WHERE kc.n = 1 + (e.dedupe_id IS NOT NULL)::int \
+           RETURNING id, keep_days \
          ), {} \
          SELECT ins.id, pg_current_xact_id()::text::bigint FROM ins, \
            (SELECT count(pg_notify($15, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL LIMIT 1) one) wake",
@@ -136,6 +154,7 @@ pub async fn store_events_in_xact(
         .bind(q)
         .bind(WAKE_CHANNEL)
         .bind(dedupe_ids)
+        .bind(keeps)
         .fetch_all(db)
         .await?;
     let xact = inserted.first().map(|(_, x)| *x);

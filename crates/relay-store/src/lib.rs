@@ -21,6 +21,7 @@ pub mod limiter;
 pub mod listen;
 mod live;
 pub mod outcomes;
+pub mod partitions;
 pub mod redis;
 pub mod rejections;
 pub mod rekey;

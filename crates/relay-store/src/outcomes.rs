@@ -202,9 +202,12 @@ pub async fn record_attempts(
                 status, next_attempt_at) \
          ), ins AS ( \
            INSERT INTO attempts (id, tenant_id, delivery_id, destination_id, number, trigger, started_at, \
-             duration_ms, url, outcome, status_code, response_headers, response_body, error, next_attempt_at) \
+             duration_ms, url, outcome, status_code, response_headers, response_body, error, next_attempt_at, \
+             keep_days) \
            SELECT id, tenant_id, delivery_id, destination_id, number, trigger, started_at, duration_ms, url, \
-             outcome, status_code, response_headers::jsonb, response_body, error, next_attempt_at FROM a \
+             outcome, status_code, response_headers::jsonb, response_body, error, next_attempt_at, \
+             COALESCE((SELECT q.keep_days FROM delivery_queue q \
+               WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id), 0::smallint) FROM a \
          ), done AS ( \
            DELETE FROM delivery_queue q USING a \
            WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \

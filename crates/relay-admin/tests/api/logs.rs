@@ -260,7 +260,7 @@ async fn dates_at_the_ends_of_the_calendar_answer_normally(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
-async fn events_by_wap_event_id_use_their_index_and_page(pool: PgPool) {
+async fn events_by_wap_event_id_use_the_dedupe_keys_and_page(pool: PgPool) {
     let app = TestApp::new(pool);
     let t = app.tenant("pro").await;
     let a = app.source(&t).await;
@@ -289,6 +289,7 @@ async fn events_by_wap_event_id_use_their_index_and_page(pool: PgPool) {
             timestamp: time::OffsetDateTime::now_utc(),
             body: br#"{"eventId":"evt_twice"}"#.to_vec().into(),
             dedupe_id: None,
+            keep_days: 0,
         };
         expected.extend(relay_store::events::insert_events(&app.pool, &[e]).await.unwrap());
     }
@@ -307,6 +308,6 @@ async fn events_by_wap_event_id_use_their_index_and_page(pool: PgPool) {
     let filter =
         relay_store::events::EventFilter { wap_event_id: Some("evt_twice".to_owned()), ..Default::default() };
     let plan = relay_store::events::explain_list_events(&app.pool, t.id, &filter, None, 51).await.unwrap();
-    assert!(plan.contains("events_dedupe"), "{plan}");
+    assert!(plan.contains("event_keys_pkey"), "{plan}");
     assert!(!plan.contains("Seq Scan on events"), "{plan}");
 }

@@ -179,6 +179,7 @@ impl TestApp {
                     timestamp: OffsetDateTime::now_utc(),
                     body: body.to_string().into(),
                     dedupe_id: None,
+                    keep_days: 0,
                 }
             })
             .collect();

@@ -277,7 +277,7 @@ impl Fixture {
                 window_seconds: spec.window_seconds,
                 signing_secret: self.key.seal(secret.as_secret()),
                 replay_on_recovery: spec.replay_on_recovery,
-                format: "standard".into(),
+                format: "waping".into(),
                 meta_context: None,
             },
         )
@@ -303,6 +303,7 @@ impl Fixture {
                 timestamp: time::OffsetDateTime::now_utc(),
                 body: bytes::Bytes::from(body.clone()),
                 dedupe_id: None,
+                keep_days: 0,
             })
             .collect();
         let mut tx = self.pool.begin().await.unwrap();
@@ -376,4 +377,11 @@ impl Running {
         let _ = self.stop.take().unwrap().send(());
         self.handle.await.unwrap().unwrap();
     }
+}
+
+/// A UUIDv7 minted `days` ago: a row's id says when it was written, and retention goes by it.
+pub fn uuid_days_ago(days: u64) -> uuid::Uuid {
+    let at = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap();
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos()))
 }

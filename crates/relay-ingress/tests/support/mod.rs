@@ -120,7 +120,7 @@ impl Harness {
             window_seconds: 86_400,
             signing_secret: self.master_key.seal(WebhookSecret::generate().as_secret()),
             replay_on_recovery: false,
-            format: "standard".into(),
+            format: "waping".into(),
             meta_context: None,
         };
         destinations::insert_destination(&self.pool, &new).await.unwrap().id
