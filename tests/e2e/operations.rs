@@ -86,6 +86,7 @@ async fn metrics_show_every_family_with_the_values_of_the_traffic() {
     assert!(samples.contains_key("relay_oldest_pending_seconds"));
     assert!(samples.contains_key("relay_db_pool_connections{state=\"idle\"}"));
     assert!(samples.contains_key("relay_db_pool_connections{state=\"busy\"}"));
+    assert_eq!(value(&samples, "relay_redis_up"), 1.0, "Redis runs");
     // Deferrals appear once a limit defers an attempt: a tenant at 1 delivery a second.
     let (status, _) = api(
         &client,

@@ -195,6 +195,10 @@ fn print_report(
     let during: Vec<&(Instant, f64, Answer)> =
         answers.iter().filter(|(at, _, _)| *at >= started && *at <= started + took).collect();
     let failed = during.iter().filter(|(_, _, a)| !matches!(a, Answer::Stored)).count();
+    let mut kinds = std::collections::BTreeMap::new();
+    for (_, _, a) in during.iter().filter(|(_, _, a)| !matches!(a, Answer::Stored)) {
+        *kinds.entry(format!("{a:?}")).or_insert(0) += 1;
+    }
     let p = Percentiles::of(during.iter().map(|(_, ms, _)| *ms).collect());
     let before =
         Percentiles::of(answers.iter().filter(|(at, _, _)| *at < started).map(|(_, ms, _)| *ms).collect());
@@ -209,7 +213,7 @@ fn print_report(
         load_wal / 1_048_576.0
     );
     println!(
-        "  ingest during the sweep: {} posts, {failed} not stored; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "  ingest during the sweep: {} posts, {failed} not stored {kinds:?}; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         during.len(),
         p.p50,
         p.p99,

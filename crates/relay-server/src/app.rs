@@ -90,11 +90,11 @@ async fn healthz() -> &'static str {
 /// runs one (ingest then hands it the deliveries it can attempt at once).
 pub fn router(deps: &Deps, settings: &Settings, handoff: Option<Arc<dyn Handoff>>) -> Router {
     let metrics = crate::metrics::handle();
-    let pool = deps.pool.clone();
+    let (pool, redis) = (deps.pool.clone(), deps.redis.clone());
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(crate::metrics::readyz).with_state((deps.pool.clone(), deps.redis.clone())))
-        .route("/metrics", get(move || std::future::ready(crate::metrics::render(&metrics, &pool))));
+        .route("/metrics", get(move || std::future::ready(crate::metrics::render(&metrics, &pool, &redis))));
     if settings.roles.ingress {
         let writer =
             relay_ingress::WriterConfig { max_wait: settings.ingest_queue_wait, ..Default::default() };

@@ -42,12 +42,14 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// The exposition text, with the pool gauge read now.
-pub fn render(handle: &PrometheusHandle, pool: &PgPool) -> String {
+/// The exposition text, with the pool gauge and Redis's state read now (no I/O: Redis is down
+/// for the second after a call to it failed).
+pub fn render(handle: &PrometheusHandle, pool: &PgPool, redis: &Redis) -> String {
     let size = f64::from(pool.size());
     let idle = pool.num_idle() as f64;
     metrics::gauge!("relay_db_pool_connections", "state" => "idle").set(idle);
     metrics::gauge!("relay_db_pool_connections", "state" => "busy").set((size - idle).max(0.0));
+    metrics::gauge!("relay_redis_up").set(if redis.is_available() { 1.0 } else { 0.0 });
     handle.render()
 }
 

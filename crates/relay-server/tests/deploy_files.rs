@@ -467,6 +467,7 @@ fn the_dashboard_and_the_alerts_query_metrics_the_code_records() {
         "relay_oldest_pending_seconds",
         "relay_rate_limit_deferrals_total",
         "relay_db_pool_connections",
+        "relay_redis_up",
     ] {
         assert!(exprs.iter().any(|e| metrics_in(e).iter().any(|m| m == family)), "nothing queries {family}");
     }

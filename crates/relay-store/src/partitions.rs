@@ -21,7 +21,7 @@ const RENEW: Duration = Duration::days(1);
 const DROP_MARGIN: &str = "10 minutes";
 
 /// Event keys deleted per statement when a slice goes.
-const KEYS_PER_BATCH: i64 = 10_000;
+const KEYS_PER_BATCH: i64 = 20_000;
 
 /// The history class of a tenant's rows: its retention in days (0, keep everything, is the class
 /// purged by rows).
@@ -120,7 +120,7 @@ pub async fn drop_expired(conn: &mut PgConnection) -> Result<Dropped> {
         for s in group.iter().filter(|s| !s.slice.starts_with("attempts")) {
             done.rescued += rescue_detached(&mut *conn, s, lo, hi).await?;
         }
-        done.keys += forget_keys(&mut *conn, keep, hi).await?;
+        done.keys += forget_keys(&mut *conn, keep, lo, hi).await?;
         for s in group {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE \"{}\"", s.slice)))
                 .execute(&mut *conn)
@@ -190,16 +190,18 @@ async fn rescue_detached(conn: &mut PgConnection, s: &Expired, lo: Uuid, hi: Uui
     Ok(marked)
 }
 
-/// Deletes the dedupe keys of class `keep` minted before `hi`, in batches: the dedupe of an
-/// event ends with the event.
-async fn forget_keys(conn: &mut PgConnection, keep: i32, hi: Uuid) -> Result<u64> {
+/// Deletes the dedupe keys of class `keep` minted in `[lo, hi)`, in batches: the dedupe of an
+/// event ends with the event. The range keeps each batch's index scan to the slice's own keys.
+async fn forget_keys(conn: &mut PgConnection, keep: i32, lo: Uuid, hi: Uuid) -> Result<u64> {
     let mut total = 0;
     loop {
         let done = sqlx::query(
             "DELETE FROM event_keys WHERE (source_id, key) IN ( \
-               SELECT source_id, key FROM event_keys WHERE keep_days = $1 AND event_id < $2 LIMIT $3)",
+               SELECT source_id, key FROM event_keys \
+               WHERE keep_days = $1 AND event_id >= $2 AND event_id < $3 LIMIT $4)",
         )
         .bind(i16::try_from(keep).unwrap_or(i16::MAX))
+        .bind(lo)
         .bind(hi)
         .bind(KEYS_PER_BATCH)
         .execute(&mut *conn)
