@@ -14,26 +14,26 @@ use crate::deliveries::{NewDelivery, WAKE_CHANNEL};
 use crate::error::Result;
 use crate::events::NewEvent;
 
-/// Inserts `$1..$6` (delivery ids, tenants, events, destinations, lease lengths in ms with 0 for
-/// "due now", the lease token) into the log and the queue, for the rows whose event is in `ins`
+/// Inserts `$1..$7` (delivery ids, tenants, events, destinations, lease lengths in ms with 0 for
+/// "due now", the lease token, device keys for per-device ordering) into the log and the queue, for the rows whose event is in `ins`
 /// (a CTE of new event ids); `dq` returns each queue row's lease. Every caller that creates
 /// deliveries goes through this text, so the log and the queue can never disagree.
 pub(crate) fn queue_sql(first: usize) -> String {
     let p = |k: usize| format!("${}", first + k);
     format!(
         "d AS ( \
-           SELECT * FROM UNNEST({0}::uuid[], {1}::uuid[], {2}::uuid[], {3}::uuid[], {4}::int[]) \
-             AS d(id, tenant_id, event_id, destination_id, lease_ms) \
+           SELECT * FROM UNNEST({0}::uuid[], {1}::uuid[], {2}::uuid[], {3}::uuid[], {4}::int[], \
+             {6}::text[]) AS d(id, tenant_id, event_id, destination_id, lease_ms, device_key) \
            WHERE d.event_id IN (SELECT id FROM ins) \
          ), dl AS ( \
            INSERT INTO deliveries (id, tenant_id, event_id, destination_id, next_attempt_at) \
            SELECT id, tenant_id, event_id, destination_id, now() FROM d RETURNING 1 \
          ), dq AS ( \
            INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, \
-             lease_token, started, window_started_at) \
+             lease_token, started, window_started_at, device_key) \
            SELECT tenant_id, id, destination_id, event_id, \
              now() + lease_ms * interval '1 millisecond', \
-             CASE WHEN lease_ms > 0 THEN {5}::uuid END, (lease_ms > 0)::int, now() FROM d \
+             CASE WHEN lease_ms > 0 THEN {5}::uuid END, (lease_ms > 0)::int, now(), device_key FROM d \
            RETURNING lease_token \
          )",
         p(0),
@@ -41,7 +41,8 @@ pub(crate) fn queue_sql(first: usize) -> String {
         p(2),
         p(3),
         p(4),
-        p(5)
+        p(5),
+        p(6)
     )
 }
 
@@ -53,6 +54,7 @@ pub(crate) struct QueueColumns {
     pub destinations: Vec<Uuid>,
     pub lease_ms: Vec<i32>,
     pub lease_token: Uuid,
+    pub device_keys: Vec<Option<String>>,
 }
 
 impl QueueColumns {
@@ -64,6 +66,7 @@ impl QueueColumns {
             destinations: deliveries.iter().map(|d| d.destination_id.uuid()).collect(),
             lease_ms: deliveries.iter().map(|d| d.lease_ms.map_or(0, |ms| ms.max(1) as i32)).collect(),
             lease_token,
+            device_keys: deliveries.iter().map(|d| d.device_key.clone()).collect(),
         }
     }
 
@@ -77,6 +80,7 @@ impl QueueColumns {
             .bind(self.destinations)
             .bind(self.lease_ms)
             .bind(self.lease_token)
+            .bind(self.device_keys)
     }
 }
 
@@ -116,11 +120,11 @@ pub async fn store_events_in_xact(
            INSERT INTO events (id, tenant_id, source_id, wap_event_id, type, device_id, \"timestamp\", body, \
              dedupe_id) \
            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
-                                $7::timestamptz[], $8::bytea[], $16::text[]) \
+                                $7::timestamptz[], $8::bytea[], $17::text[]) \
            ON CONFLICT DO NOTHING RETURNING id \
          ), {} \
          SELECT ins.id, pg_current_xact_id()::text::bigint FROM ins, \
-           (SELECT count(pg_notify($15, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL LIMIT 1) one) wake",
+           (SELECT count(pg_notify($16, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL LIMIT 1) one) wake",
         queue_sql(9)
     ));
     let q = sqlx::query_as::<_, (Uuid, i64)>(sql)
