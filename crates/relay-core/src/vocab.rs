@@ -104,15 +104,11 @@ vocabulary! {
 vocabulary! {
     /// How a destination's deliveries are ordered (CONTRACT §7): `none` (any order, the
     /// default) or `per_device` (one at a time per `deviceId`, in acceptance order).
+    #[derive(Default)]
     DeliveryOrdering, "delivery ordering" {
+        #[default]
         None => "none",
         PerDevice => "per_device",
-    }
-}
-
-impl Default for DeliveryOrdering {
-    fn default() -> Self {
-        Self::None
     }
 }
 

@@ -40,7 +40,8 @@ pub async fn insert_deliveries(db: impl PgExecutor<'_>, deliveries: &[NewDeliver
     if deliveries.is_empty() {
         return Ok(());
     }
-    let due: Vec<NewDelivery> = deliveries.iter().map(|d| NewDelivery { lease_ms: None, ..d.clone() }).collect();
+    let due: Vec<NewDelivery> =
+        deliveries.iter().map(|d| NewDelivery { lease_ms: None, ..d.clone() }).collect();
     let sql = sqlx::AssertSqlSafe(format!(
         "WITH ins AS (SELECT DISTINCT x.id FROM UNNEST($3::uuid[]) AS x(id)), {} SELECT count(*) FROM dq",
         crate::ingest::queue_sql(1)

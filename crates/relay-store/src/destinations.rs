@@ -5,8 +5,8 @@
 pub mod headers;
 
 use relay_core::filter::Filter;
-use relay_core::vocab::DeliveryOrdering;
 use relay_core::secret::{MasterKey, SecretError};
+use relay_core::vocab::DeliveryOrdering;
 use relay_core::{DestinationId, SourceId, TenantId};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgExecutor};

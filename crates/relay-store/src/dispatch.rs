@@ -201,12 +201,12 @@ pub async fn claim_deliveries(
                    e.wap_event_id, e.type AS event_type, e.body"
     ));
     let rows: Vec<ClaimRow> = sqlx::query_as(sql)
-    .bind(destinations)
-    .bind(counts)
-    .bind(leases)
-    .bind(lease_token)
-    .fetch_all(db)
-    .await?;
+        .bind(destinations)
+        .bind(counts)
+        .bind(leases)
+        .bind(lease_token)
+        .fetch_all(db)
+        .await?;
     let claimed = rows
         .into_iter()
         .map(|r| {

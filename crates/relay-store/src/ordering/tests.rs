@@ -97,7 +97,11 @@ impl Queue {
             started_at: OffsetDateTime::now_utc(),
             duration_ms: 1,
             url: "https://example.com/hook".into(),
-            outcome: if next == NextState::Succeeded { AttemptOutcome::Success } else { AttemptOutcome::HttpError },
+            outcome: if next == NextState::Succeeded {
+                AttemptOutcome::Success
+            } else {
+                AttemptOutcome::HttpError
+            },
             status_code: Some(if next == NextState::Succeeded { 200 } else { 500 }),
             response_headers: None,
             response_body: None,
@@ -106,7 +110,8 @@ impl Queue {
             gone: false,
             known_failing_since: None,
         };
-        let done = record_attempts(&self.pool, &[record], std::time::Duration::from_secs(3600)).await.unwrap();
+        let done =
+            record_attempts(&self.pool, &[record], std::time::Duration::from_secs(3600)).await.unwrap();
         assert_eq!(done.applied, 1);
     }
 
@@ -170,10 +175,8 @@ async fn unordered_destinations_claim_as_before(pool: PgPool) {
     let none = DeliveryOrdering::None;
     let q = Queue::new(pool, none).await;
     let d = q.push(none, &[Some("a"), Some("a"), Some("a")]).await;
-    let keys: Vec<Option<String>> = sqlx::query_scalar("SELECT device_key FROM delivery_queue")
-        .fetch_all(&q.pool)
-        .await
-        .unwrap();
+    let keys: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT device_key FROM delivery_queue").fetch_all(&q.pool).await.unwrap();
     assert!(keys.iter().all(Option::is_none), "no key without ordering");
     assert_eq!(ids(&q.claim().await), d);
 }
@@ -188,6 +191,8 @@ async fn changing_the_ordering_rekeys_what_is_queued(pool: PgPool) {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(ids(&q.claim().await), [d[0], d[2]], "held from now on");
-    crate::destinations::rekey_queued(&q.pool, q.tenant, q.destination, DeliveryOrdering::None).await.unwrap();
+    crate::destinations::rekey_queued(&q.pool, q.tenant, q.destination, DeliveryOrdering::None)
+        .await
+        .unwrap();
     assert_eq!(ids(&q.claim().await), [d[1]], "and freed again");
 }
