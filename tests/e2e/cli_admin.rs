@@ -265,6 +265,11 @@ async fn destinations_are_created_toggled_rekeyed_changed_and_deleted() {
     );
     let back = cli.json(&["destinations", "update", &id, "--format", "waping"]).await;
     assert_eq!(back["format"], "waping");
+    let ordered = cli.json(&["destinations", "update", &id, "--ordering", "per_device"]).await;
+    assert_eq!(ordered["ordering"], "per_device");
+    assert!(
+        cli.fails(&["destinations", "update", &id, "--ordering", "per_event"]).await.contains("--ordering")
+    );
     assert_eq!(cli.json(&["destinations", "secret", &id]).await["signing_secret"], secret.as_str());
     let rotated = cli.json(&["destinations", "rotate-secret", &id, "--grace-seconds", "60"]).await;
     assert_ne!(rotated["signing_secret"], secret.as_str());

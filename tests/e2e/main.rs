@@ -13,5 +13,6 @@ mod http;
 mod keys;
 mod listen;
 mod operations;
+mod ordering;
 mod postgres_restart;
 mod redis_outage;

@@ -288,7 +288,15 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// When the receiver was done with it (answered, or the sender went away); `None` while open.
+    pub finished: Option<Instant>,
+    /// The status it was answered with.
+    pub status: u16,
 }
+
+/// How a receiver answers one request: status and extra headers, given the request's 0-based
+/// index among all received, its headers and its body.
+pub type Answer = Arc<dyn Fn(usize, &HeaderMap, &Bytes) -> (u16, Vec<(String, String)>) + Send + Sync>;
 
 #[derive(Default)]
 struct ReceiverState {
@@ -296,6 +304,16 @@ struct ReceiverState {
     status: u16,
     delay: Duration,
     extra_headers: Vec<(String, String)>,
+    answer: Option<Answer>,
+}
+
+/// Marks a request finished however its handler ends (a sender that dies drops it).
+struct Finish(Arc<Mutex<ReceiverState>>, usize);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().received[self.1].finished = Some(Instant::now());
+    }
 }
 
 /// A recording destination on 127.0.0.1 whose answer and delay a test sets.
@@ -311,10 +329,17 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    let (status, delay, extra) = {
+    let (status, delay, extra, _finish) = {
         let mut s = state.lock().unwrap();
-        s.received.push(Received { headers, body, at: Instant::now() });
-        (s.status, s.delay, s.extra_headers.clone())
+        let index = s.received.len();
+        let (status, mut extra) = match &s.answer {
+            Some(answer) => answer(index, &headers, &body),
+            None => (s.status, Vec::new()),
+        };
+        extra.extend(s.extra_headers.iter().cloned());
+        let at = Instant::now();
+        s.received.push(Received { headers, body, at, finished: None, status });
+        (status, s.delay, extra, Finish(state.clone(), index))
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -336,6 +361,11 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver { url: format!("http://{addr}/hook"), addr, state }
+    }
+
+    /// Answers each request as `answer` says (instead of the fixed status).
+    pub fn answer_with(&self, answer: Answer) {
+        self.state.lock().unwrap().answer = Some(answer);
     }
 
     pub fn respond(&self, status: u16) {

@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use relay_core::destination as defaults;
 use relay_core::secret::{MasterKey, Secret, WebhookSecret};
+use relay_core::vocab::DeliveryOrdering;
 use relay_core::{DestinationId, SourceId, TenantId};
 use relay_http::{ApiError, ApiJson};
 use relay_store::destinations::headers::{self as stored_headers, StoredHeaders};
@@ -114,6 +115,12 @@ pub struct DestinationIn {
     /// When it answers again after a failing streak, queue the deliveries that failed during
     /// the streak once more (trigger `replay`). Default false.
     pub replay_on_recovery: Option<bool>,
+    /// `none` (default): deliveries are attempted in any order, many at once. `per_device`: the
+    /// deliveries of events that share a `deviceId` are attempted one at a time, in the order
+    /// the relay accepted the events; one being retried holds back that device's later ones
+    /// (they stay `pending`) until it succeeds or fails. Events without a `deviceId`, and other
+    /// devices, are not held.
+    pub ordering: Option<DeliveryOrdering>,
     pub enabled: Option<bool>,
     /// 1 to 30000 (default 10000).
     pub timeout_ms: Option<u32>,
@@ -152,6 +159,8 @@ pub struct DestinationPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<relay_core::meta::MetaContext>)]
     pub meta: Option<Option<relay_core::meta::MetaContext>>,
+    /// Applies to the deliveries already queued as well as to new ones.
+    pub ordering: Option<DeliveryOrdering>,
     pub timeout_ms: Option<u32>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u32>)]
@@ -191,6 +200,8 @@ pub struct DestinationOut {
     pub replay_on_recovery: bool,
     pub format: DestinationFormat,
     pub meta: Option<relay_core::meta::MetaContext>,
+    /// `per_device`: one delivery at a time per `deviceId`, in acceptance order.
+    pub ordering: DeliveryOrdering,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -230,6 +241,7 @@ impl DestinationOut {
             replay_on_recovery: r.replay_on_recovery,
             format: DestinationFormat::of(&r.format),
             meta: r.meta_context.as_ref().map(|c| c.0.clone()),
+            ordering: r.ordering,
             timeout_ms: r.timeout_ms,
             rate_limit_per_second: r.rate_limit_per_second,
             max_in_flight: r.max_in_flight,
@@ -361,6 +373,7 @@ pub(crate) async fn create_destination(
         replay_on_recovery: input.replay_on_recovery.unwrap_or(false),
         format: input.format.unwrap_or_default().as_str().to_owned(),
         meta_context: checks::check_meta(input.meta)?,
+        ordering: input.ordering.unwrap_or_default(),
         timeout_ms: to_i32(input.timeout_ms.unwrap_or(defaults::TIMEOUT_MS)),
         rate_limit_per_second: input.rate_limit_per_second.map(to_i32),
         max_in_flight: to_i32(input.max_in_flight.unwrap_or(defaults::MAX_IN_FLIGHT)),
@@ -388,6 +401,7 @@ pub(crate) async fn create_destination(
         replay_on_recovery: draft.replay_on_recovery,
         format: draft.format.clone(),
         meta_context: draft.meta_context.clone(),
+        ordering: draft.ordering,
         timeout_ms: draft.timeout_ms,
         rate_limit_per_second: draft.rate_limit_per_second,
         max_in_flight: draft.max_in_flight,
@@ -496,6 +510,7 @@ pub(crate) async fn update_destination(
             Some(meta) => checks::check_meta(meta)?,
             None => row.meta_context.map(|c| c.0),
         },
+        ordering: patch.ordering.unwrap_or(row.ordering),
         timeout_ms: patch.timeout_ms.map_or(row.timeout_ms, to_i32),
         rate_limit_per_second: patch
             .rate_limit_per_second
@@ -509,10 +524,14 @@ pub(crate) async fn update_destination(
     apply_retry(&mut u, &retry);
     checks::check_settings(&u, tenant.limits().retry_window_seconds, retry.window_seconds.is_some())?;
     let resumed = row.paused && !u.paused;
+    let reordered = row.ordering != u.ordering;
     let row =
         store::update_destination(&mut *tx, auth.tenant_id, id, &u).await.map_err(or_not_found(NOT_FOUND))?;
     if resumed {
         store::restart_windows(&mut *tx, auth.tenant_id, id).await?;
+    }
+    if reordered {
+        store::rekey_queued(&mut *tx, auth.tenant_id, id, u.ordering).await?;
     }
     crate::db::commit(tx).await?;
     tracing::info!(tenant.id = %auth.tenant_id, destination.id = %id, enabled = row.enabled, "destination updated");

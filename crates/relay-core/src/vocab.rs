@@ -101,9 +101,40 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// How a destination's deliveries are ordered (CONTRACT §7): `none` (any order, the
+    /// default) or `per_device` (one at a time per `deviceId`, in acceptance order).
+    #[derive(Default)]
+    DeliveryOrdering, "delivery ordering" {
+        #[default]
+        None => "none",
+        PerDevice => "per_device",
+    }
+}
+
+impl DeliveryOrdering {
+    /// The key that orders a delivery of an event from `device_id` to a destination ordered
+    /// this way: `None` means the delivery is neither held nor holds others back. The one rule
+    /// for which deliveries take part in per-device ordering.
+    pub fn device_key(self, device_id: Option<&str>) -> Option<&str> {
+        match self {
+            Self::None => None,
+            Self::PerDevice => device_id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_per_device_orders_and_only_events_with_a_device() {
+        assert_eq!(DeliveryOrdering::default(), DeliveryOrdering::None);
+        assert_eq!(DeliveryOrdering::None.device_key(Some("dev_1")), None);
+        assert_eq!(DeliveryOrdering::PerDevice.device_key(Some("dev_1")), Some("dev_1"));
+        assert_eq!(DeliveryOrdering::PerDevice.device_key(None), None);
+    }
 
     /// The text form is the serde form, so the database and the API agree.
     fn agree<T: serde::Serialize + FromStr<Err = Unknown> + PartialEq + fmt::Debug + Copy>(
@@ -122,6 +153,7 @@ mod tests {
         agree(AttemptOutcome::ALL, AttemptOutcome::as_str);
         agree(Trigger::ALL, Trigger::as_str);
         agree(TenantStatus::ALL, TenantStatus::as_str);
+        agree(DeliveryOrdering::ALL, DeliveryOrdering::as_str);
         assert_eq!(
             "paused".parse::<TenantStatus>(),
             Err(Unknown { kind: "tenant status", value: "paused".into() })

@@ -161,6 +161,7 @@ pub(crate) mod tests {
             replay_on_recovery: false,
             format: "waping".into(),
             meta_context: None,
+            ordering: Default::default(),
             timeout_ms: 10_000,
             rate_limit_per_second: None,
             max_in_flight: 16,

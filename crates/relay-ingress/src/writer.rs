@@ -10,7 +10,9 @@
 //! overload costs WAPing a fast retry instead of every request a growing wait.
 //!
 //! With a local dispatcher ([`Handoff`]), the deliveries it takes are queued already leased to it
-//! and handed over after the commit, with the event in memory.
+//! and handed over after the commit, with the event in memory. Deliveries held by per-device
+//! ordering (a device key) are never offered to it: they are queued due now, and only a claim,
+//! which checks that they head their device, starts them.
 //!
 //! Invariants: a request is answered only after its batch committed, or with the error that
 //! prevented it. One bad row must not fail other requests: a batch that fails for a reason other
@@ -302,7 +304,13 @@ async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, St
             if !d.filter.matches(&key) || !has_meta_equivalent(d, event) {
                 continue;
             }
-            let lease_ms = deps.handoff.as_ref().and_then(|h| h.reserve(event.tenant_id, d));
+            let device_key = d.ordering.device_key(event.device_id.as_deref()).map(str::to_owned);
+            // An ordered delivery waits for its device's head: only a claim may start it, so it is
+            // never leased to the lane here.
+            let lease_ms = match (&deps.handoff, &device_key) {
+                (Some(h), None) => h.reserve(event.tenant_id, d),
+                _ => None,
+            };
             if lease_ms.is_some() {
                 reservations.held.push((event.tenant_id, d.id));
             }
@@ -312,13 +320,14 @@ async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, St
                 event_id: event.id,
                 destination_id: d.id,
                 lease_ms,
+                device_key,
             };
             candidates.push(Candidate { delivery, max_in_flight: d.max_in_flight, timeout_ms: d.timeout_ms });
         }
         per_event.push(candidates.len() - before);
     }
     let token = deps.handoff.as_ref().map_or(Uuid::nil(), |h| h.lease_token());
-    let deliveries: Vec<NewDelivery> = candidates.iter().map(|c| c.delivery).collect();
+    let deliveries: Vec<NewDelivery> = candidates.iter().map(|c| c.delivery.clone()).collect();
     let (inserted, xact) = ingest::store_events_in_xact(&deps.pool, events, &deliveries, token).await?;
     let inserted: HashSet<EventId> = inserted.into_iter().collect();
     hand_over(deps, events, &candidates, &inserted, &mut reservations);

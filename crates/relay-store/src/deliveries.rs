@@ -13,7 +13,7 @@ use crate::error::Result;
 /// The Postgres channel notified when new deliveries are due now; dispatchers LISTEN on it.
 pub const WAKE_CHANNEL: &str = "wap_relay_deliveries";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NewDelivery {
     pub id: DeliveryId,
     pub tenant_id: TenantId,
@@ -22,12 +22,15 @@ pub struct NewDelivery {
     /// Queue the delivery leased to the caller for this long (its first attempt is the caller's);
     /// `None`: due now, for any dispatcher.
     pub lease_ms: Option<u32>,
+    /// The ordering key (`DeliveryOrdering::device_key` of the destination and the event):
+    /// a keyed delivery is attempted only as the head of its device, and never leased at ingest.
+    pub device_key: Option<String>,
 }
 
 impl NewDelivery {
     /// A delivery due now, for any dispatcher.
     pub fn due_now(tenant_id: TenantId, event_id: EventId, destination_id: DestinationId) -> Self {
-        Self { id: DeliveryId::new(), tenant_id, event_id, destination_id, lease_ms: None }
+        Self { id: DeliveryId::new(), tenant_id, event_id, destination_id, lease_ms: None, device_key: None }
     }
 }
 
@@ -37,7 +40,8 @@ pub async fn insert_deliveries(db: impl PgExecutor<'_>, deliveries: &[NewDeliver
     if deliveries.is_empty() {
         return Ok(());
     }
-    let due: Vec<NewDelivery> = deliveries.iter().map(|d| NewDelivery { lease_ms: None, ..*d }).collect();
+    let due: Vec<NewDelivery> =
+        deliveries.iter().map(|d| NewDelivery { lease_ms: None, ..d.clone() }).collect();
     let sql = sqlx::AssertSqlSafe(format!(
         "WITH ins AS (SELECT DISTINCT x.id, COALESCE(e.keep_days, 0::smallint) AS keep_days \
            FROM UNNEST($2::uuid[], $3::uuid[]) AS x(tenant_id, id) \
@@ -209,17 +213,23 @@ const REQUEUE: &str = "status = 'pending', next_attempt_at = now(), completed_at
 /// `trigger`, due now with a fresh retry window. A row still queued (pending, perhaps in flight)
 /// keeps its count of started attempts, so the next attempt never repeats an `X-Relay-Attempt`
 /// number; its lease is cleared, so an attempt still in flight cannot overwrite the new state.
+/// Each row gets the device key of its destination's current ordering: a redelivered or
+/// replayed delivery of an ordered destination takes its place by its id (see
+/// `crate::ordering`).
 fn enqueue_sql(from: &str, trigger: &str) -> String {
+    let key = crate::ordering::device_key_sql("ds.ordering", "e.device_id");
     format!(
         "INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, \
-           lease_token, \"trigger\", started, window_started_at, attempts_before_window, keep_days) \
+           lease_token, \"trigger\", started, window_started_at, attempts_before_window, keep_days, \
+           device_key) \
          SELECT $1, x.id, x.destination_id, x.event_id, now(), NULL, '{trigger}', \
            greatest(x.attempts, x.attempts_started), now(), greatest(x.attempts, x.attempts_started), \
-           x.keep_days \
+           x.keep_days, (SELECT {key} FROM events e, destinations ds \
+             WHERE e.tenant_id = $1 AND e.id = x.event_id AND ds.id = x.destination_id) \
          FROM {from} x \
          ON CONFLICT (tenant_id, delivery_id) DO UPDATE SET due_at = now(), lease_token = NULL, \
            \"trigger\" = EXCLUDED.\"trigger\", window_started_at = now(), \
-           attempts_before_window = delivery_queue.started"
+           attempts_before_window = delivery_queue.started, device_key = EXCLUDED.device_key"
     )
 }
 

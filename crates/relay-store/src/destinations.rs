@@ -6,6 +6,7 @@ pub mod headers;
 
 use relay_core::filter::Filter;
 use relay_core::secret::{MasterKey, SecretError};
+use relay_core::vocab::DeliveryOrdering;
 use relay_core::{DestinationId, SourceId, TenantId};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgExecutor};
@@ -39,6 +40,9 @@ pub struct DestinationRow {
     /// `waping` or `meta_cloud_api`.
     pub format: String,
     pub meta_context: Option<Json<relay_core::meta::MetaContext>>,
+    /// One delivery at a time per deviceId, in acceptance order, or no order.
+    #[sqlx(try_from = "String")]
+    pub ordering: DeliveryOrdering,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -54,8 +58,8 @@ pub struct DestinationRow {
 }
 
 pub const DESTINATION_COLUMNS: &str = "id, tenant_id, url, description, source_ids, event_types, device_ids, \
-     headers, sealed_headers, enabled, disabled_reason, disabled_at, paused, paused_at, replay_on_recovery, format, meta_context, timeout_ms, \
-     rate_limit_per_second, max_in_flight, initial_delay_ms, max_delay_ms, window_seconds, signing_secret, previous_signing_secret, \
+     headers, sealed_headers, enabled, disabled_reason, disabled_at, paused, paused_at, replay_on_recovery, format, meta_context, ordering, \
+     timeout_ms, rate_limit_per_second, max_in_flight, initial_delay_ms, max_delay_ms, window_seconds, signing_secret, previous_signing_secret, \
      previous_signing_secret_expires_at, failing_since, created_at, updated_at";
 
 impl DestinationRow {
@@ -84,6 +88,7 @@ pub struct NewDestination {
     pub replay_on_recovery: bool,
     pub format: String,
     pub meta_context: Option<relay_core::meta::MetaContext>,
+    pub ordering: DeliveryOrdering,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -108,8 +113,9 @@ pub async fn insert_destination_with_sealed_headers(
     let sql = sqlx::AssertSqlSafe(format!(
         "INSERT INTO destinations (id, tenant_id, url, description, source_ids, event_types, device_ids, \
          headers, enabled, timeout_ms, rate_limit_per_second, max_in_flight, initial_delay_ms, max_delay_ms, \
-         window_seconds, signing_secret, sealed_headers, replay_on_recovery, format, meta_context) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+         window_seconds, signing_secret, sealed_headers, replay_on_recovery, format, meta_context, ordering) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+           $21) \
          RETURNING {DESTINATION_COLUMNS}"
     ));
     let source_ids: Option<Vec<Uuid>> =
@@ -135,6 +141,7 @@ pub async fn insert_destination_with_sealed_headers(
         .bind(new.replay_on_recovery)
         .bind(&new.format)
         .bind(new.meta_context.as_ref().map(Json))
+        .bind(new.ordering.as_str())
         .fetch_one(db)
         .await?;
     Ok(row)
@@ -156,6 +163,9 @@ pub struct FanoutDestination {
     pub paused: bool,
     /// Set for the `meta_cloud_api` format: only events with a Meta equivalent fan out to it.
     pub meta: Option<relay_core::meta::MetaContext>,
+    /// With `per_device`, deliveries of events with a deviceId are queued with a device key
+    /// (held in order by the claim) and never taken in a lane.
+    pub ordering: DeliveryOrdering,
 }
 
 #[derive(FromRow)]
@@ -170,6 +180,8 @@ struct FanoutRow {
     paused: bool,
     format: String,
     meta_context: Option<Json<relay_core::meta::MetaContext>>,
+    #[sqlx(try_from = "String")]
+    ordering: DeliveryOrdering,
 }
 
 /// The enabled, live destinations of the given tenants, for fan-out at ingest.
@@ -179,7 +191,7 @@ pub async fn list_fanout_destinations(
 ) -> Result<Vec<FanoutDestination>> {
     let rows: Vec<FanoutRow> = sqlx::query_as(
         "SELECT id, tenant_id, source_ids, event_types, device_ids, max_in_flight, timeout_ms, paused, \
-         format, meta_context \
+         format, meta_context, ordering \
          FROM destinations \
          WHERE tenant_id = ANY($1) AND enabled AND deleted_at IS NULL",
     )
@@ -200,6 +212,7 @@ pub async fn list_fanout_destinations(
             timeout_ms: u32::try_from(r.timeout_ms).unwrap_or(relay_core::destination::TIMEOUT_MS),
             paused: r.paused,
             meta: (r.format == META_CLOUD_API).then(|| r.meta_context.map(|c| c.0).unwrap_or_default()),
+            ordering: r.ordering,
         })
         .collect())
 }
@@ -282,6 +295,8 @@ pub struct DestinationUpdate {
     pub replay_on_recovery: bool,
     pub format: String,
     pub meta_context: Option<relay_core::meta::MetaContext>,
+    /// A change applies to the queued deliveries too (the caller runs [`rekey_queued`]).
+    pub ordering: DeliveryOrdering,
     pub timeout_ms: i32,
     pub rate_limit_per_second: Option<i32>,
     pub max_in_flight: i32,
@@ -304,7 +319,8 @@ pub async fn update_destination(
          disabled_reason = CASE WHEN $9 THEN NULL WHEN enabled THEN $16 ELSE disabled_reason END, \
          failing_since = CASE WHEN $9 AND NOT enabled THEN NULL ELSE failing_since END, \
          enabled = $9, paused_at = CASE WHEN NOT $18 THEN NULL WHEN paused THEN paused_at ELSE now() END, \
-         paused = $18, replay_on_recovery = $19, format = $20, meta_context = $21, updated_at = now() \
+         paused = $18, replay_on_recovery = $19, format = $20, meta_context = $21, ordering = $22, \
+         updated_at = now() \
          WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {DESTINATION_COLUMNS}"
     ));
     let source_ids: Option<Vec<Uuid>> =
@@ -331,6 +347,7 @@ pub async fn update_destination(
         .bind(u.replay_on_recovery)
         .bind(&u.format)
         .bind(u.meta_context.as_ref().map(Json))
+        .bind(u.ordering.as_str())
         .fetch_optional(db)
         .await?;
     row.ok_or(crate::StoreError::NotFound)
@@ -355,6 +372,36 @@ pub async fn restart_windows(
     .execute(db)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// After `destination`'s ordering changed to `ordering`: its queued deliveries get the device key
+/// that rule gives them (set from their events' deviceId for `per_device`, cleared for `none`), so
+/// a change holds or frees what is already queued, not only what comes next. Deliveries in flight
+/// at that moment finish as they started.
+pub async fn rekey_queued(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    destination: DestinationId,
+    ordering: DeliveryOrdering,
+) -> Result<()> {
+    let key = crate::ordering::device_key_sql("$3", "e.device_id");
+    let sql = sqlx::AssertSqlSafe(format!(
+        "WITH q AS ( \
+           UPDATE delivery_queue q SET device_key = {key} \
+           FROM events e WHERE q.tenant_id = $1 AND q.destination_id = $2 \
+             AND e.tenant_id = q.tenant_id AND e.id = q.event_id \
+             AND q.device_key IS DISTINCT FROM {key} \
+           RETURNING 1) \
+         SELECT pg_notify($4, '') FROM (SELECT 1 FROM q LIMIT 1) one"
+    ));
+    sqlx::query(sql)
+        .bind(tenant.uuid())
+        .bind(destination.uuid())
+        .bind(ordering.as_str())
+        .bind(crate::deliveries::WAKE_CHANNEL)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Soft delete: the destination stops receiving new deliveries at once. Its pending deliveries

@@ -5,7 +5,8 @@
 //! processes share the work without taking the same row); it moves `due_at` to the end of the
 //! lease and stamps `lease_token`, so a row whose worker died becomes due again by itself; only
 //! the holder of the current lease may apply an outcome or give the row back. Giving a lease back
-//! never counts an attempt. Rows of disabled or deleted destinations are never read by a claim:
+//! never counts an attempt. A row held by per-device ordering (not its device's head, see
+//! `crate::ordering`) is neither counted as due nor claimed. Rows of disabled or deleted destinations are never read by a claim:
 //! they wait until the destination is enabled again. Only the queue is touched here; the log row
 //! changes when an outcome is recorded.
 //!
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 use crate::destinations::{DESTINATION_COLUMNS, DestinationRow};
 use crate::error::{Result, StoreError};
+use crate::ordering::HEAD_OF_DEVICE;
 
 pub use relay_core::vocab::Trigger;
 
@@ -69,7 +71,8 @@ pub async fn list_due_destinations(
              AND ds.id <> ALL($2) AND ds.tenant_id <> ALL($3) \
            CROSS JOIN LATERAL (SELECT count(*) AS n FROM ( \
                SELECT 1 FROM delivery_queue q WHERE q.destination_id = ds.id \
-               AND q.due_at <= now() ORDER BY q.due_at LIMIT LEAST($1, ds.max_in_flight)) x) c \
+               AND q.due_at <= now() AND {HEAD_OF_DEVICE} \
+               ORDER BY q.due_at LIMIT LEAST($1, ds.max_in_flight)) x) c \
            WHERE c.n > 0 \
          ) \
          SELECT {DESTINATION_COLUMNS}, due.due, te.plan AS tenant_plan, te.limits AS tenant_limits \
@@ -161,7 +164,8 @@ struct ClaimRow {
 }
 
 /// Claims up to `count` due rows of each requested destination, oldest due first, under one new
-/// lease token, skipping rows another process holds locked. Returns what was claimed (possibly
+/// lease token, skipping rows another process holds locked and ordered rows that are not their
+/// device's head (`crate::ordering`). Returns what was claimed (possibly
 /// fewer than asked).
 pub async fn claim_deliveries(
     db: impl PgExecutor<'_>,
@@ -174,30 +178,35 @@ pub async fn claim_deliveries(
     let destinations: Vec<Uuid> = requests.iter().map(|r| r.destination_id.uuid()).collect();
     let counts: Vec<i32> = requests.iter().map(|r| i32::try_from(r.count).unwrap_or(i32::MAX)).collect();
     let leases: Vec<i64> = requests.iter().map(|r| i64::from(r.lease_ms)).collect();
-    let rows: Vec<ClaimRow> = sqlx::query_as(
+    // An ordered delivery's retry window starts at its first attempt: the time it waited behind
+    // its device's head does not count against it.
+    let sql = sqlx::AssertSqlSafe(format!(
         "WITH w AS ( \
            SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::bigint[]) AS w(destination_id, n, lease_ms) \
          ), picked AS ( \
            SELECT p.tenant_id, p.delivery_id, p.event_id, w.lease_ms FROM w CROSS JOIN LATERAL ( \
              SELECT q.tenant_id, q.delivery_id, q.event_id FROM delivery_queue q \
-             WHERE q.destination_id = w.destination_id AND q.due_at <= now() \
+             WHERE q.destination_id = w.destination_id AND q.due_at <= now() AND {HEAD_OF_DEVICE} \
              ORDER BY q.due_at LIMIT w.n FOR UPDATE SKIP LOCKED) p \
          ) \
          UPDATE delivery_queue q \
          SET due_at = now() + p.lease_ms * interval '1 millisecond', lease_token = $4, \
-             started = q.started + 1 \
+             started = q.started + 1, \
+             window_started_at = CASE WHEN q.device_key IS NOT NULL AND q.started = 0 THEN now() \
+               ELSE q.window_started_at END \
          FROM picked p LEFT JOIN events e ON e.tenant_id = p.tenant_id AND e.id = p.event_id \
          WHERE q.tenant_id = p.tenant_id AND q.delivery_id = p.delivery_id \
          RETURNING q.delivery_id, q.tenant_id, q.event_id, q.destination_id, q.started, q.\"trigger\", \
                    q.window_started_at, q.attempts_before_window, \
-                   e.wap_event_id, e.type AS event_type, e.body",
-    )
-    .bind(destinations)
-    .bind(counts)
-    .bind(leases)
-    .bind(lease_token)
-    .fetch_all(db)
-    .await?;
+                   e.wap_event_id, e.type AS event_type, e.body"
+    ));
+    let rows: Vec<ClaimRow> = sqlx::query_as(sql)
+        .bind(destinations)
+        .bind(counts)
+        .bind(leases)
+        .bind(lease_token)
+        .fetch_all(db)
+        .await?;
     let claimed = rows
         .into_iter()
         .map(|r| {

@@ -14,27 +14,28 @@ use crate::deliveries::{NewDelivery, WAKE_CHANNEL};
 use crate::error::Result;
 use crate::events::NewEvent;
 
-/// Inserts `$1..$6` (delivery ids, tenants, events, destinations, lease lengths in ms with 0 for
-/// "due now", the lease token) into the log and the queue, for the rows whose event is in `ins`
-/// (a CTE of the new events' `id` and `keep_days`, the class the deliveries are written in too);
-/// `dq` returns each queue row's lease. Every caller that creates
+/// Inserts `$1..$7` (delivery ids, tenants, events, destinations, lease lengths in ms with 0 for
+/// "due now", the lease token, device keys for per-device ordering) into the log and the queue,
+/// for the rows whose event is in `ins` (a CTE of the new events' `id` and `keep_days`, the class
+/// the deliveries are written in too); `dq` returns each queue row's lease. Every caller that creates
 /// deliveries goes through this text, so the log and the queue can never disagree.
 pub(crate) fn queue_sql(first: usize) -> String {
     let p = |k: usize| format!("${}", first + k);
     format!(
         "d AS ( \
            SELECT d.*, ins.keep_days FROM UNNEST({0}::uuid[], {1}::uuid[], {2}::uuid[], {3}::uuid[], \
-             {4}::int[]) AS d(id, tenant_id, event_id, destination_id, lease_ms) \
+             {4}::int[], {6}::text[]) AS d(id, tenant_id, event_id, destination_id, lease_ms, device_key) \
            JOIN ins ON ins.id = d.event_id \
          ), dl AS ( \
            INSERT INTO deliveries (id, tenant_id, event_id, destination_id, next_attempt_at, keep_days) \
            SELECT id, tenant_id, event_id, destination_id, now(), keep_days FROM d RETURNING 1 \
          ), dq AS ( \
            INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, \
-             lease_token, started, window_started_at, keep_days) \
+             lease_token, started, window_started_at, keep_days, device_key) \
            SELECT tenant_id, id, destination_id, event_id, \
              now() + lease_ms * interval '1 millisecond', \
-             CASE WHEN lease_ms > 0 THEN {5}::uuid END, (lease_ms > 0)::int, now(), keep_days FROM d \
+             CASE WHEN lease_ms > 0 THEN {5}::uuid END, (lease_ms > 0)::int, now(), keep_days, device_key \
+           FROM d \
            RETURNING lease_token \
          )",
         p(0),
@@ -42,7 +43,8 @@ pub(crate) fn queue_sql(first: usize) -> String {
         p(2),
         p(3),
         p(4),
-        p(5)
+        p(5),
+        p(6)
     )
 }
 
@@ -54,6 +56,7 @@ pub(crate) struct QueueColumns {
     pub destinations: Vec<Uuid>,
     pub lease_ms: Vec<i32>,
     pub lease_token: Uuid,
+    pub device_keys: Vec<Option<String>>,
 }
 
 impl QueueColumns {
@@ -65,6 +68,7 @@ impl QueueColumns {
             destinations: deliveries.iter().map(|d| d.destination_id.uuid()).collect(),
             lease_ms: deliveries.iter().map(|d| d.lease_ms.map_or(0, |ms| ms.max(1) as i32)).collect(),
             lease_token,
+            device_keys: deliveries.iter().map(|d| d.device_key.clone()).collect(),
         }
     }
 
@@ -78,6 +82,7 @@ impl QueueColumns {
             .bind(self.destinations)
             .bind(self.lease_ms)
             .bind(self.lease_token)
+            .bind(self.device_keys)
     }
 }
 
@@ -127,7 +132,7 @@ pub async fn store_events_in_xact(
     let sql = sqlx::AssertSqlSafe(format!(
         "WITH e AS ( \
            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
-             $7::timestamptz[], $8::bytea[], $16::text[], $17::smallint[]) \
+             $7::timestamptz[], $8::bytea[], $17::text[], $18::smallint[]) \
              AS e(id, tenant_id, source_id, wap_event_id, type, device_id, ts, body, dedupe_id, keep_days) \
          ), {KEYS}, \
          ins AS ( \
@@ -138,7 +143,7 @@ pub async fn store_events_in_xact(
            RETURNING id, keep_days \
          ), {} \
          SELECT ins.id, pg_current_xact_id()::text::bigint FROM ins, \
-           (SELECT count(pg_notify($15, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL LIMIT 1) one) wake",
+           (SELECT count(pg_notify($16, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL LIMIT 1) one) wake",
         queue_sql(9)
     ));
     let q = sqlx::query_as::<_, (Uuid, i64)>(sql)

@@ -20,6 +20,7 @@ pub mod keyset;
 pub mod limiter;
 pub mod listen;
 mod live;
+mod ordering;
 pub mod outcomes;
 pub mod partitions;
 pub mod redis;

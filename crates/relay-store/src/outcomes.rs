@@ -129,7 +129,9 @@ fn health_of(records: &[AttemptRecord], unhealthy_after: Duration) -> HashMap<Uu
 
 /// Stores the attempts, applies each delivery's new state (lease holders only), updates the
 /// destinations' failure streaks and disables the ones that answered `410` or have failed every
-/// attempt for `unhealthy_after`. One statement, so one round trip and atomic.
+/// attempt for `unhealthy_after`. One statement, so one round trip and atomic. When a delivery
+/// held in per-device order leaves the queue, it NOTIFYs the dispatchers (at commit): the
+/// device's next delivery is due now, not at the next poll.
 ///
 /// Safe to run concurrently (the dispatcher writes a few batches at once): only the destinations
 /// whose health changes are locked, in id order (so two batches cannot deadlock), and their new
@@ -212,7 +214,7 @@ pub async fn record_attempts(
            DELETE FROM delivery_queue q USING a \
            WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
              AND q.lease_token = a.lease_token AND a.status <> 'pending' \
-           RETURNING q.delivery_id, q.lease_token, q.started \
+           RETURNING q.delivery_id, q.lease_token, q.started, q.device_key \
          ), again AS ( \
            UPDATE delivery_queue q SET due_at = a.next_attempt_at, lease_token = NULL, \"trigger\" = 'auto' \
            FROM a WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
@@ -224,7 +226,7 @@ pub async fn record_attempts(
              next_attempt_at = a.next_attempt_at, next_trigger = 'auto', \
              last_status_code = a.status_code, last_error = a.error, \
              completed_at = CASE WHEN a.status = 'pending' THEN NULL ELSE now() END \
-           FROM a JOIN (SELECT * FROM done UNION ALL SELECT * FROM again) o \
+           FROM a JOIN (SELECT delivery_id, lease_token, started FROM done UNION ALL SELECT * FROM again) o \
              ON o.delivery_id = a.delivery_id AND o.lease_token = a.lease_token \
            WHERE d.tenant_id = a.tenant_id AND d.id = a.delivery_id \
            RETURNING d.id \
@@ -262,8 +264,10 @@ pub async fn record_attempts(
            SELECT dis.id, dis.tenant_id, lk.failing_since AS streak_since FROM dis JOIN lk ON lk.id = dis.id \
            WHERE lk.failing_since IS NOT NULL AND dis.failing_since IS NULL AND dis.replay_on_recovery \
              AND dis.enabled \
+         ), wake AS ( \
+           SELECT pg_notify($24, '') FROM (SELECT 1 FROM done WHERE device_key IS NOT NULL LIMIT 1) one \
          ) \
-         SELECT (SELECT count(*) FROM upd), \
+         SELECT (SELECT count(*) FROM upd) + 0 * (SELECT count(*) FROM wake), \
            COALESCE((SELECT array_agg(id ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{}'), \
            COALESCE((SELECT array_agg(disabled_reason ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{}'), \
            COALESCE((SELECT array_agg(id ORDER BY id) FROM rec), '{}'), \
@@ -293,6 +297,7 @@ pub async fn record_attempts(
     .bind(h_first)
     .bind(h_gone)
     .bind(period_ms)
+    .bind(crate::deliveries::WAKE_CHANNEL)
     .fetch_one(db)
     .await?;
     Ok(Recorded {

@@ -362,3 +362,21 @@ async fn the_meta_format_and_its_context_are_checked_and_shown(pool: PgPool) {
     let res = app.post("/v1/destinations", &t.token, json!({"url": url, "format": "xml"})).await;
     assert!(res.status.is_client_error());
 }
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn ordering_defaults_to_none_and_can_be_per_device(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let t = app.tenant("pro").await;
+    let url = crate::support::PUBLIC_URL;
+    let res = app.post("/v1/destinations", &t.token, json!({"url": url})).await;
+    assert_eq!(res.body["ordering"], "none", "{:?}", res.body);
+    let res = app.post("/v1/destinations", &t.token, json!({"url": url, "ordering": "per_device"})).await;
+    assert_eq!((res.status, res.body["ordering"].as_str()), (StatusCode::CREATED, Some("per_device")));
+    let path = format!("/v1/destinations/{}", res.id());
+    let res = app.patch(&path, &t.token, json!({"ordering": "none"})).await;
+    assert_eq!(res.body["ordering"], "none");
+    let res = app.get(&path, &t.token).await;
+    assert_eq!(res.body["ordering"], "none");
+    let res = app.post("/v1/destinations", &t.token, json!({"url": url, "ordering": "per_event"})).await;
+    assert!(res.status.is_client_error());
+}

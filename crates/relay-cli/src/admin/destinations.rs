@@ -167,6 +167,11 @@ struct Fields {
     /// WhatsApp Cloud API webhooks, signed with X-Hub-Signature-256 too).
     #[arg(long, value_parser = ["waping", "meta_cloud_api"])]
     format: Option<String>,
+    /// `none` (any order) or `per_device`: one delivery at a time per deviceId, in the order
+    /// the relay accepted the events; a retried one holds back that device's later ones.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        relay_core::vocab::DeliveryOrdering::ALL.iter().map(|o| o.as_str())))]
+    ordering: Option<String>,
     /// For meta_cloud_api: the Meta envelope's `phone_number_id`.
     #[arg(long)]
     meta_phone_number_id: Option<String>,
@@ -259,6 +264,7 @@ impl Fields {
             .opt("rate_limit_per_second", self.rate_limit_per_second)
             .opt("replay_on_recovery", self.replay_on_recovery)
             .opt("format", self.format)
+            .opt("ordering", self.ordering)
             .opt("meta", meta)
             .opt("retry_policy", retry))
     }

@@ -279,6 +279,7 @@ impl Fixture {
                 replay_on_recovery: spec.replay_on_recovery,
                 format: "waping".into(),
                 meta_context: None,
+                ordering: Default::default(),
             },
         )
         .await

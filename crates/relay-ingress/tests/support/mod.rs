@@ -122,6 +122,7 @@ impl Harness {
             replay_on_recovery: false,
             format: "waping".into(),
             meta_context: None,
+            ordering: Default::default(),
         };
         destinations::insert_destination(&self.pool, &new).await.unwrap().id
     }

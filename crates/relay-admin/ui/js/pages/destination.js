@@ -11,7 +11,7 @@ import { h, mount, replace, badge, time, duration, statusCode, age, copyButton, 
 import { form } from '../form.js';
 import { navigate, href } from '../router.js';
 import { followDelivery } from '../poll.js';
-import { destinationForm, FORMATS } from './destinations.js';
+import { destinationForm, FORMATS, ORDERINGS } from './destinations.js';
 
 export async function destinationPage({ main, params, query, signal }) {
   const d = await get(`/v1/destinations/${seg(params.id)}`, {}, signal);
@@ -35,6 +35,7 @@ export async function destinationPage({ main, params, query, signal }) {
       ['Devices', d.device_ids?.length ? d.device_ids.join(', ') : 'all'],
       ['Format', formatLabel(d.format)],
       d.format === 'meta_cloud_api' ? ['Meta context', metaFacts(d.meta)] : null,
+      ['Ordering', orderingLabel(d.ordering)],
       ['Replay on recovery', d.replay_on_recovery ? 'yes: the failed deliveries of a failing streak are queued again once it answers' : 'no'],
       ['Custom headers', Object.keys(d.headers).length ? h('ul', { class: 'plain' }, Object.entries(d.headers).map(([k, v]) => h('li', {}, h('code', {}, `${k}: ${v}`)))) : 'none'],
       ['Timeout', `${d.timeout_ms} ms`],
@@ -60,6 +61,7 @@ export async function destinationPage({ main, params, query, signal }) {
 }
 
 const formatLabel = (format) => FORMATS.find(([value]) => value === format)?.[1] || format;
+const orderingLabel = (ordering) => ORDERINGS.find(([value]) => value === ordering)?.[1] || ordering;
 
 function metaFacts(meta) {
   const set = Object.entries(meta || {}).filter(([, v]) => v);

@@ -1,5 +1,5 @@
 // Destinations: the list, a new destination, and the form both creating and editing use (URL,
-// filters, custom headers, format and its Meta context, limits, retry policy, replay on recovery). Editing sends only the fields the user
+// filters, custom headers, format and its Meta context, ordering, limits, retry policy, replay on recovery). Editing sends only the fields the user
 // changed, so masked credential headers are sent back only when the user rewrote them.
 
 import { post, seg } from '../api.js';
@@ -64,6 +64,9 @@ export function destinationForm(d, save) {
         { name: 'meta_phone_number_id', label: 'Phone number id', value: meta.phone_number_id, placeholder: '106540352242922', showIf: isMeta, hint: 'metadata.phone_number_id' },
         { name: 'meta_display_phone_number', label: 'Display phone number', value: meta.display_phone_number, placeholder: '15550001234', pattern: '[0-9]*', showIf: isMeta, hint: 'Digits only, no +. Empty: from the event.' },
       ] },
+      { group: 'Ordering', hint: 'Per device: the deliveries of one deviceId are sent one at a time, in the order the relay accepted the events; one being retried holds back that device\u2019s later ones. Other devices, and events without a deviceId, are not held.', fields: [
+        { name: 'ordering', label: 'Ordering', type: 'select', value: d?.ordering || 'none', options: ORDERINGS },
+      ] },
       { group: 'Limits', fields: [
         { name: 'timeout_ms', label: 'Timeout (ms)', type: 'number', min: 1, max: 30000, value: d?.timeout_ms, placeholder: '10000', required: editing },
         { name: 'max_in_flight', label: 'Max in flight', type: 'number', min: 1, value: d?.max_in_flight, placeholder: '16', required: editing, hint: 'Concurrent requests at most.' },
@@ -86,6 +89,7 @@ export function destinationForm(d, save) {
 
 const RETRY = ['initial_delay_ms', 'max_delay_ms', 'window_seconds'];
 export const FORMATS = [['waping', 'WAPing (events as received)'], ['meta_cloud_api', 'Meta WhatsApp Cloud API']];
+export const ORDERINGS = [['none', 'None (any order, many at once)'], ['per_device', 'Per device (one at a time, in acceptance order)']];
 const META = ['waba_id', 'phone_number_id', 'display_phone_number'];
 const isMeta = (v) => v.format === 'meta_cloud_api';
 
@@ -96,7 +100,7 @@ function metaBody(v) {
 }
 
 function createBody(v) {
-  const body = { url: v.url, enabled: v.enabled, format: v.format, replay_on_recovery: v.replay_on_recovery };
+  const body = { url: v.url, enabled: v.enabled, format: v.format, ordering: v.ordering, replay_on_recovery: v.replay_on_recovery };
   if (isMeta(v) && metaBody(v)) body.meta = metaBody(v);
   if (v.description) body.description = v.description;
   for (const key of ['event_types', 'source_ids', 'device_ids']) if (v[key].length) body[key] = v[key];
