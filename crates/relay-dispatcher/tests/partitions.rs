@@ -9,7 +9,7 @@ use std::time::Duration;
 use relay_core::{DeliveryId, EventId, SourceId};
 use relay_store::deliveries::NewDelivery;
 use relay_store::events::NewEvent;
-use relay_store::{PgPool, ingest, partitions};
+use relay_store::{PgPool, deliveries, events, ingest, partitions};
 use support::*;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -100,6 +100,12 @@ async fn a_sweep_drops_old_slices_and_keeps_pending_deliveries_with_their_events
     h.succeed(old_done_delivery, uuid_days_ago(20)).await;
     h.succeed(recent_delivery, Uuid::now_v7()).await;
     assert!(h.expired_slices().await > 0, "the fixture has slices past their retention");
+    // Past its retention, history is not queued again: its slice may go at any moment.
+    let tenant = h.dest.tenant;
+    let again = deliveries::redeliver_delivery(&h.fx.pool, tenant, DeliveryId::from_uuid(old_done_delivery));
+    assert!(again.await.unwrap().is_none(), "an expired delivery is not redelivered");
+    let locked = events::lock_event(&h.fx.pool, tenant, EventId::from_uuid(old_done)).await.unwrap();
+    assert!(locked.is_none(), "nor is an expired event");
 
     relay_dispatcher::retention::sweep(&h.fx.pool).await.unwrap();
 

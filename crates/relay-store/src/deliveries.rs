@@ -238,8 +238,11 @@ fn enqueue_sql(from: &str, trigger: &str) -> String {
 /// delivery is not queued. An event past its class's retention is not found either: its slice may
 /// be about to be dropped (`crate::partitions`). Followed by the ids to lock and the locking
 /// clause.
-const LOCK_EVENTS: &str = "SELECT e.id FROM events e WHERE e.tenant_id = $1 \
-     AND (e.keep_days = 0 OR e.id >= wap_relay_uuid_at(now() - e.keep_days * interval '1 day')) AND e.id IN";
+const LOCK_EVENTS: &str = concat!(
+    "SELECT e.id FROM events e WHERE e.tenant_id = $1 AND ",
+    crate::within_retention!(),
+    " AND e.id IN"
+);
 
 /// Locks the queue rows of the deliveries being queued again before their log rows (followed by
 /// the condition on `delivery_id` and the locking clause): the recorder and the housekeeping lock

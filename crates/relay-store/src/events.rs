@@ -156,10 +156,12 @@ pub async fn find_event(db: impl PgExecutor<'_>, tenant: TenantId, id: EventId) 
     Ok(sqlx::query_as(sql).bind(tenant.uuid()).bind(id.uuid()).fetch_optional(db).await?)
 }
 
-/// Locks one event of this tenant until the transaction ends (serialises redeliveries of it).
+/// Locks one event of this tenant until the transaction ends (serialises redeliveries of it);
+/// `None` also for an event past its retention (its history slice may be about to go).
 pub async fn lock_event(db: impl PgExecutor<'_>, tenant: TenantId, id: EventId) -> Result<Option<EventRow>> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+        "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = $2 AND {} FOR UPDATE",
+        crate::within_retention!()
     ));
     Ok(sqlx::query_as(sql).bind(tenant.uuid()).bind(id.uuid()).fetch_optional(db).await?)
 }

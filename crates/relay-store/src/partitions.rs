@@ -12,6 +12,17 @@ use uuid::Uuid;
 
 use crate::error::Result;
 
+/// The condition (on an `events` row, unqualified columns) that it is still within its class's
+/// retention: a redelivery or replay takes only such events, since an older one's slice may be
+/// about to be dropped. A macro so the SQL texts that use it stay `concat!`-ed literals.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! within_retention {
+    () => {
+        "(keep_days = 0 OR id >= wap_relay_uuid_at(now() - keep_days * interval '1 day'))"
+    };
+}
+
 /// How far ahead slices are created, and how close to that end a process creates more.
 const AHEAD: Duration = Duration::days(2);
 const RENEW: Duration = Duration::days(1);
