@@ -84,8 +84,19 @@ pub(crate) async fn redeliver_delivery(
     let id: DeliveryId = path_id(&id, not_found)?;
     let mut tx = crate::db::begin(&state.pool).await?;
     let Some(row) = store::redeliver_delivery(&mut *tx, auth.tenant_id, id).await? else {
-        return match store::find_delivery(&mut *tx, auth.tenant_id, id).await? {
+        let found = store::find_delivery(&mut *tx, auth.tenant_id, id).await?;
+        // Its event is past its retention (`lock_event` finds only events within it): as gone.
+        let expired = match &found {
+            Some(d) => {
+                relay_store::events::lock_event(&mut *tx, auth.tenant_id, EventId::from_uuid(d.event_id))
+                    .await?
+                    .is_none()
+            }
+            None => false,
+        };
+        return match found {
             None => Err(ApiError::not_found(not_found)),
+            Some(_) if expired => Err(ApiError::not_found(not_found)),
             Some(_) => Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "destination_deleted",

@@ -164,3 +164,37 @@ async fn replay_requeues_a_destinations_deliveries_in_range(pool: PgPool) {
         assert!(res.detail().contains(field), "{body}: {}", res.detail());
     }
 }
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn history_past_its_retention_is_not_redelivered(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let t = app.tenant("pro").await; // 30 days
+    let src = app.source(&t).await;
+    let dst = app.destination(&t, json!({})).await;
+    let now = time::OffsetDateTime::now_utc();
+    relay_store::partitions::ensure(&app.pool, 30, now - time::Duration::days(60), now).await.unwrap();
+    let minted = std::time::SystemTime::now() - Duration::from_secs(40 * 86_400);
+    let since = minted.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), 0));
+    let event = relay_store::events::NewEvent {
+        id: relay_core::EventId::from_uuid(old),
+        tenant_id: t.id,
+        source_id: src,
+        wap_event_id: "old".into(),
+        event_type: "message.received".into(),
+        device_id: None,
+        timestamp: now,
+        body: bytes::Bytes::from_static(b"{}"),
+        dedupe_id: None,
+        keep_days: 30,
+    };
+    let evt = relay_store::events::insert_events(&app.pool, &[event]).await.unwrap()[0];
+    let dlv = app.delivery(&t, evt, dst).await;
+    app.finish(dlv, "failed").await;
+
+    let res = app.call("POST", &format!("/v1/deliveries/{dlv}/redeliver"), Some(&t.token), None).await;
+    assert_eq!((res.status, res.code()), (StatusCode::NOT_FOUND, "delivery_not_found"), "{:?}", res.body);
+    let res = app.call("POST", &format!("/v1/events/{evt}/redeliver"), Some(&t.token), None).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{:?}", res.body);
+    assert_eq!(app.delivery_state(dlv).await.0, "failed", "nothing was queued");
+}
