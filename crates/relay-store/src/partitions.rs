@@ -100,7 +100,7 @@ pub struct Dropped {
 struct Expired {
     parent: String,
     slice: String,
-    keep: i32,
+    keep: i16,
     lo: Uuid,
     hi: Uuid,
     state: String,
@@ -110,7 +110,7 @@ struct Expired {
 /// connection outside any transaction (a concurrent detach cannot run in one).
 pub async fn drop_expired(conn: &mut PgConnection) -> Result<Dropped> {
     let expired: Vec<Expired> = sqlx::query_as(
-        "SELECT parent, slice, keep, lo, hi, state FROM wap_relay_expired_partitions($1::interval)",
+        "SELECT parent, slice, keep::smallint, lo, hi, state FROM wap_relay_expired_partitions($1::interval)",
     )
     .bind(DROP_MARGIN)
     .fetch_all(&mut *conn)
@@ -144,7 +144,7 @@ pub async fn drop_expired(conn: &mut PgConnection) -> Result<Dropped> {
 
 /// Moves to class 0 the events and deliveries of `[lo, hi)` in class `keep` that a queued
 /// delivery still needs (a paused or long-retrying destination), with their dedupe keys.
-async fn rescue(conn: &mut PgConnection, keep: i32, lo: Uuid, hi: Uuid) -> Result<u64> {
+async fn rescue(conn: &mut PgConnection, keep: i16, lo: Uuid, hi: Uuid) -> Result<u64> {
     let moved: i64 = sqlx::query_scalar(
         "WITH pend AS ( \
            SELECT tenant_id, delivery_id, event_id FROM delivery_queue \
@@ -162,7 +162,7 @@ async fn rescue(conn: &mut PgConnection, keep: i32, lo: Uuid, hi: Uuid) -> Resul
          ) \
          SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM dl)",
     )
-    .bind(i16::try_from(keep).unwrap_or(i16::MAX))
+    .bind(keep)
     .bind(lo)
     .bind(hi)
     .fetch_one(&mut *conn)
@@ -203,7 +203,7 @@ async fn rescue_detached(conn: &mut PgConnection, s: &Expired, lo: Uuid, hi: Uui
 
 /// Deletes the dedupe keys of class `keep` minted in `[lo, hi)`, in batches: the dedupe of an
 /// event ends with the event. The range keeps each batch's index scan to the slice's own keys.
-async fn forget_keys(conn: &mut PgConnection, keep: i32, lo: Uuid, hi: Uuid) -> Result<u64> {
+async fn forget_keys(conn: &mut PgConnection, keep: i16, lo: Uuid, hi: Uuid) -> Result<u64> {
     let mut total = 0;
     loop {
         let done = sqlx::query(
@@ -211,7 +211,7 @@ async fn forget_keys(conn: &mut PgConnection, keep: i32, lo: Uuid, hi: Uuid) -> 
                SELECT source_id, key FROM event_keys \
                WHERE keep_days = $1 AND event_id >= $2 AND event_id < $3 LIMIT $4)",
         )
-        .bind(i16::try_from(keep).unwrap_or(i16::MAX))
+        .bind(keep)
         .bind(lo)
         .bind(hi)
         .bind(KEYS_PER_BATCH)
