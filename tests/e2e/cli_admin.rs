@@ -141,12 +141,16 @@ async fn sources_are_created_listed_shown_updated_rotated_and_deleted() {
             "keyed-secret-1",
             "--dedupe-key",
             "/deviceId,/message/id",
+            "--silence-alert-seconds",
+            "300",
         ])
         .await;
     assert_eq!(keyed["dedupe_key"], json!(["/deviceId", "/message/id"]));
+    assert_eq!(keyed["silence_alert_seconds"], 300);
     let keyed_id = keyed["id"].as_str().unwrap().to_owned();
-    let cleared = cli.json(&["sources", "update", &keyed_id, "--clear-dedupe-key"]).await;
-    assert_eq!(cleared["dedupe_key"], Value::Null);
+    let cleared =
+        cli.json(&["sources", "update", &keyed_id, "--clear-dedupe-key", "--clear-silence-alert"]).await;
+    assert_eq!((&cleared["dedupe_key"], &cleared["silence_alert_seconds"]), (&Value::Null, &Value::Null));
     cli.ok(&["sources", "delete", &keyed_id]).await;
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(

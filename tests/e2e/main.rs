@@ -12,6 +12,7 @@ mod faults;
 mod http;
 mod keys;
 mod listen;
+mod operational;
 mod operations;
 mod ordering;
 mod postgres_restart;

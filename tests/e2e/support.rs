@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use relay_server::settings::{Roles, SettingsArgs};
 use serde_json::{Value, json};
@@ -240,6 +241,18 @@ pub fn wap_event(id: &str) -> String {
     json!({"eventId": id, "type": "message.received", "timestamp": "2026-04-03T12:00:00Z",
            "deviceId": "dev_123", "message": {"id": "msg_in_456", "from": "+15559876543", "body": "Hi"}})
     .to_string()
+}
+
+/// Standard Webhooks verification written from the spec, independent of relay-core.
+pub fn standard_webhooks_valid(secret: &str, id: &str, ts: &str, body: &[u8], header: &str) -> bool {
+    let key =
+        base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    let expected =
+        format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    header.split(' ').any(|sig| sig == expected)
 }
 
 pub fn sign_hex(secret: &str, body: &[u8]) -> String {

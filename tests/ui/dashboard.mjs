@@ -281,6 +281,16 @@ try {
     assert.equal((await ingest(ingestUrl, wapEvent('evt_ui_4', 'New secret'), `${SECRET}-next`)).status, 200);
   });
 
+  await step('silence alerts are turned on from the source form', async () => {
+    const id = ingestUrl.split('/').pop();
+    await page.goto(`${UI}#/sources/${id}`);
+    await see(page, 'Off');
+    await page.getByLabel('Silence alert (seconds)').fill('120');
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await see(page, 'after 120 s without events');
+    assert.equal((await api(tenantToken, 'GET', `/v1/sources/${id}`)).silence_alert_seconds, 120);
+  });
+
   await step('the overview shows the charts, success rate and destinations', async () => {
     await nav(page, 'Overview');
     await page.locator('.chart canvas').nth(1).waitFor();

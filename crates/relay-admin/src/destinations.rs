@@ -97,7 +97,10 @@ pub struct DestinationIn {
     pub description: Option<String>,
     /// Only events from these sources (default: all).
     pub source_ids: Option<Vec<String>>,
-    /// Exact types, `prefix.*` or `*` (default `["*"]`).
+    /// Exact types, `prefix.*` or `*` (default `["*"]`). The relay's own operational events
+    /// (`relay.destination.disabled`, `relay.destination.recovered`, `relay.delivery.failed`,
+    /// `relay.source.silent`/`resumed`, `relay.device.silent`/`resumed`) match only patterns
+    /// starting `relay.` (e.g. `relay.*`), never `*`; those patterns match nothing a source sent.
     pub event_types: Option<Vec<String>>,
     /// Only events from these devices (default: all).
     pub device_ids: Option<Vec<String>>,

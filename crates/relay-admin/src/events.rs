@@ -30,8 +30,9 @@ pub(crate) fn routes() -> OpenApiRouter<AdminState> {
 pub struct EventOut {
     /// The relay's id; also the `webhook-id` of every delivery of this event.
     pub id: String,
-    pub source_id: String,
-    /// WAPing's `eventId`.
+    /// Null for the relay's own events (`relay.*`, and `relay.test`).
+    pub source_id: Option<String>,
+    /// WAPing's `eventId` (for the relay's own events, their id).
     pub wap_event_id: String,
     #[serde(rename = "type")]
     pub event_type: String,
@@ -60,7 +61,8 @@ impl From<EventRow> for EventOut {
             });
         Self {
             id: EventId::from_uuid(r.id).to_string(),
-            source_id: SourceId::from_uuid(r.source_id).to_string(),
+            source_id: (r.source_id != relay_core::operational::RELAY_SOURCE.uuid())
+                .then(|| SourceId::from_uuid(r.source_id).to_string()),
             wap_event_id: r.wap_event_id,
             event_type: r.event_type,
             device_id: r.device_id,

@@ -50,6 +50,11 @@ pub struct SourceIn {
     /// event for dedupe besides its `eventId` (a duplicate of either is dropped); an event lacking one is identified by its
     /// `eventId`. Default: none (the `eventId`).
     pub dedupe_key: Option<Vec<String>>,
+    /// Silence alerts: after this many seconds (60 to 2592000) without events, the source is
+    /// reported silent (`relay.source.silent`), and so is each device seen on it
+    /// (`relay.device.silent`); `…resumed` when events come back. Default: null (off).
+    #[schema(minimum = 60, maximum = 2592000)]
+    pub silence_alert_seconds: Option<u32>,
 }
 
 /// Changes to a source; missing fields stay as they are. A `secret` given here replaces the
@@ -71,6 +76,11 @@ pub struct SourcePatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Vec<String>>)]
     pub dedupe_key: Option<Option<Vec<String>>>,
+    /// New silence alert seconds (60 to 2592000), or `null` to turn the alerts off; applies at
+    /// once to the source and the devices already seen.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>, minimum = 60, maximum = 2592000)]
+    pub silence_alert_seconds: Option<Option<u32>>,
 }
 
 /// A secret rotation.
@@ -100,6 +110,8 @@ pub struct SourceOut {
     pub verify_token_set: bool,
     /// The JSON pointers that identify an event for dedupe; null: its `eventId`.
     pub dedupe_key: Option<Vec<String>>,
+    /// Seconds without events before a silence alert; null: no alerts.
+    pub silence_alert_seconds: Option<i32>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -119,6 +131,7 @@ impl SourceOut {
             previous_secret_expires_at: row.previous_secret_at(now).and(row.previous_secret_expires_at),
             verify_token_set: row.verify_token.is_some(),
             dedupe_key: row.dedupe_key.clone(),
+            silence_alert_seconds: row.silence_alert_seconds,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -130,6 +143,10 @@ fn check_verify_token(token: &str) -> Result<Secret, ApiError> {
         return Err(ApiError::validation("verify_token: must be 1 to 256 characters"));
     }
     Ok(Secret::new(token))
+}
+
+fn check_silence(seconds: u32) -> Result<i32, ApiError> {
+    relay_core::operational::validate_silence(seconds).map_err(ApiError::validation)
 }
 
 fn check_secret(verification: &Verification, secret: Option<&Secret>) -> Result<(), ApiError> {
@@ -159,6 +176,7 @@ pub(crate) async fn create_source(
     if let Some(key) = &input.dedupe_key {
         relay_core::dedupe::validate(key).map_err(ApiError::validation)?;
     }
+    let silence_alert_seconds = input.silence_alert_seconds.map(check_silence).transpose()?;
     let new = NewSource {
         tenant_id: auth.tenant_id,
         name,
@@ -167,6 +185,7 @@ pub(crate) async fn create_source(
         secret_hint: secret.as_ref().map(Secret::hint),
         verify_token: verify_token.as_ref().map(|t| state.master_key.seal(t)),
         dedupe_key: input.dedupe_key,
+        silence_alert_seconds,
     };
     let mut tx = crate::db::begin(&state.pool).await?;
     crate::quota::check_count_limit(&mut tx, auth.tenant_id, crate::quota::Counted::Sources).await?;
@@ -208,7 +227,7 @@ pub(crate) async fn get_source(
     Ok(ApiJson(SourceOut::new(&row, &state.public_url)))
 }
 
-/// Changes a source's name, secret, verification or verify token.
+/// Changes a source's name, secret, verification, verify token, dedupe key or silence alerts.
 #[utoipa::path(patch, path = "/v1/sources/{id}", tag = "sources", request_body = SourcePatch,
     params(("id" = String, Path, description = "Source id")),
     responses((status = 200, description = "The updated source", body = SourceOut),
@@ -239,6 +258,7 @@ pub(crate) async fn update_source(
         previous_secret_expires_at: row.previous_secret_expires_at,
         verify_token: row.verify_token.clone(),
         dedupe_key: row.dedupe_key.clone(),
+        silence_alert_seconds: row.silence_alert_seconds,
     };
     let secret = match patch.secret {
         Some(s) => {
@@ -262,6 +282,9 @@ pub(crate) async fn update_source(
             relay_core::dedupe::validate(pointers).map_err(ApiError::validation)?;
         }
         update.dedupe_key = key;
+    }
+    if let Some(seconds) = patch.silence_alert_seconds {
+        update.silence_alert_seconds = seconds.map(check_silence).transpose()?;
     }
     let row =
         store::update_source(&mut *tx, auth.tenant_id, id, &update).await.map_err(or_not_found(NOT_FOUND))?;

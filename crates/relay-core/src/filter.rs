@@ -1,6 +1,11 @@
 //! Destination filters (CONTRACT §4): which events fan out to which destination.
 //! `source_ids` and `device_ids` of `None` match everything; `event_types` entries are an exact
 //! type, `prefix.*` (the prefix followed by a dot, then anything), or `*`.
+//!
+//! The relay's own events (`relay.*`, from [`crate::operational::RELAY_SOURCE`]) are matched by
+//! `event_types` alone, and only by patterns that name them (starting `relay.`); those patterns
+//! match nothing a source sent, so a source cannot pass for the relay, and `*` never matches
+//! the relay's events.
 
 use crate::ids::SourceId;
 
@@ -22,8 +27,17 @@ pub struct Filter {
 
 impl Filter {
     pub fn matches(&self, event: &EventKey<'_>) -> bool {
+        if event.source_id == crate::operational::RELAY_SOURCE {
+            return self
+                .event_types
+                .iter()
+                .any(|p| crate::operational::is_operational_pattern(p) && type_matches(p, event.event_type));
+        }
         self.source_ids.as_ref().is_none_or(|ids| ids.contains(&event.source_id))
-            && self.event_types.iter().any(|p| type_matches(p, event.event_type))
+            && self
+                .event_types
+                .iter()
+                .any(|p| !crate::operational::is_operational_pattern(p) && type_matches(p, event.event_type))
             && self
                 .device_ids
                 .as_ref()
@@ -91,6 +105,25 @@ mod tests {
         assert!(!f.matches(&key(src, "message.received", None)));
         let all = Filter { source_ids: None, event_types: vec!["*".into()], device_ids: None };
         assert!(all.matches(&key(other, "anything", None)));
+    }
+
+    #[test]
+    fn relay_events_match_only_patterns_that_name_them() {
+        use crate::operational::{DEVICE_SILENT, RELAY_SOURCE};
+        let src = SourceId::new();
+        let f = |types: &[&str]| Filter {
+            source_ids: Some(vec![src]),
+            event_types: types.iter().map(|t| t.to_string()).collect(),
+            device_ids: Some(vec!["dev_1".into()]),
+        };
+        let relay = EventKey { source_id: RELAY_SOURCE, event_type: DEVICE_SILENT, device_id: Some("dev_9") };
+        assert!(!f(&["*"]).matches(&relay), "* does not match the relay's events");
+        assert!(f(&["relay.*"]).matches(&relay), "source and device filters do not apply to them");
+        assert!(f(&[DEVICE_SILENT]).matches(&relay));
+        assert!(!f(&["relay.source.*"]).matches(&relay));
+        let spoof = EventKey { source_id: src, event_type: DEVICE_SILENT, device_id: Some("dev_1") };
+        assert!(!f(&["relay.*"]).matches(&spoof), "a source's event is never a relay event");
+        assert!(f(&["*"]).matches(&spoof));
     }
 
     #[test]

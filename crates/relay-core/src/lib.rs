@@ -14,6 +14,7 @@ pub mod filter;
 pub mod headers;
 pub mod ids;
 pub mod meta;
+pub mod operational;
 pub mod plan;
 pub mod retry;
 pub mod secret;

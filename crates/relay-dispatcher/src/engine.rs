@@ -103,6 +103,8 @@ impl Engine {
         let fleet_stop = CancellationToken::new();
         let fleet = tokio::spawn(crate::fleet::keep(self.shared.ctx.in_flight.clone(), fleet_stop.clone()));
         let vacuum = tokio::spawn(vacuum(self.shared.pool.clone()));
+        let publisher = tokio::spawn(crate::operational::publish_forever(self.shared.pool.clone()));
+        let silence = tokio::spawn(crate::operational::scan_silence_forever(self.shared.pool.clone()));
         // Arm the wake-up before the first query; if Postgres cannot be reached yet, polling
         // covers until the listener connects.
         let _ = tokio::time::timeout(Duration::from_secs(5), armed_rx).await;
@@ -151,6 +153,8 @@ impl Engine {
         }
         listener.abort();
         vacuum.abort();
+        publisher.abort();
+        silence.abort();
         lane_stop.cancel();
         let _ = lane.await;
         self.drain().await;

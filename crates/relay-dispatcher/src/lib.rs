@@ -10,6 +10,8 @@
 //!   -> share the free concurrency fairly between tenants, then their destinations
 //!   -> take limiter tokens (GCRA in Redis; a local governor limiter while Redis is down)
 //!   -> claim exactly that many rows per destination with a lease, commit
+//! outbox: `relay.*` events are published from the outbox (any process, each row once), and one
+//!   process at a time scans for sources and devices gone silent
 //! both: deliver concurrently (semaphore, per-destination max_in_flight held across the fleet), SSRF-checked client;
 //!   the slot is free as soon as the HTTP exchange ends
 //!   -> record attempts and outcomes in batches (one statement per batch, a few batches at once;
@@ -44,6 +46,7 @@ mod fleet;
 mod inflight;
 mod lane;
 mod limits;
+mod operational;
 mod outcome;
 mod prepare;
 mod recorder;

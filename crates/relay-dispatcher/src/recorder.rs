@@ -191,9 +191,6 @@ async fn write_retrying(
                 for (id, reason) in &recorded.disabled {
                     tracing::warn!(destination.id = %id, reason = %reason, "destination disabled");
                 }
-                for &(tenant, destination, streak_since) in &recorded.recovered {
-                    replay_on_recovery(pool, tenant, destination, streak_since).await;
-                }
                 return Ok(());
             }
             Err(e) if e.is_unavailable() && first_try.elapsed() < config.give_up_after => {
@@ -202,55 +199,6 @@ async fn write_retrying(
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
             Err(e) => return Err(e),
-        }
-    }
-}
-
-/// How far before a failing streak's start a delivery that failed during it may have been
-/// created (longer than any retry window).
-const STREAK_LOOKBACK: time::Duration = time::Duration::days(7);
-
-/// A destination with `replay_on_recovery` answered again: the deliveries that failed during its
-/// streak are queued once more (trigger `replay`), under the usual limits. Only the batch that
-/// ended the streak gets here; a failure is retried a few times, then logged.
-async fn replay_on_recovery(
-    pool: &PgPool,
-    tenant: relay_core::TenantId,
-    destination: relay_core::DestinationId,
-    streak_since: time::OffsetDateTime,
-) {
-    let now = time::OffsetDateTime::now_utc();
-    for attempt in 1..=3 {
-        let queued = async {
-            let mut tx = pool.begin().await?;
-            let n = relay_store::deliveries::replay_destination(
-                &mut *tx,
-                tenant,
-                destination,
-                streak_since - STREAK_LOOKBACK,
-                now,
-                false,
-                Some(streak_since),
-            )
-            .await?;
-            if n > 0 {
-                relay_store::deliveries::notify_due(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok::<u64, relay_store::StoreError>(n)
-        };
-        match queued.await {
-            Ok(n) => {
-                tracing::info!(destination.id = %destination, queued = n, "destination recovered: its failed deliveries are replayed");
-                return;
-            }
-            Err(e) if attempt < 3 => {
-                tracing::warn!(error = %e, destination.id = %destination, "replay on recovery failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, destination.id = %destination, "replay on recovery failed; replay the destination by hand")
-            }
         }
     }
 }

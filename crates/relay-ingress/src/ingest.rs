@@ -147,7 +147,13 @@ async fn accept(
         Ok(Inbound::UrlVerification { challenge }) => {
             return Ok(Json(json!({ "challenge": challenge })).into_response());
         }
-        Ok(Inbound::Event(envelope)) => envelope,
+        Ok(Inbound::Event(envelope)) => {
+            if source.silence_alert_seconds.is_some() {
+                let device = envelope.device_id.as_deref();
+                state.inner.activity.saw(source.tenant(), source.source_id(), device, now);
+            }
+            envelope
+        }
         Err(SchemaError::InvalidJson(detail)) => return Err(ApiError::bad_request("invalid_json", detail)),
         Err(e @ SchemaError::Invalid { .. }) => {
             return Err(ApiError::bad_request("invalid_event", e.to_string()));

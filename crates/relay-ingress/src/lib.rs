@@ -6,6 +6,7 @@
 //! Invariant: a 2xx is sent only after the transaction holding the event has committed. Writes
 //! go through the group-commit [`writer::Writer`], so concurrent requests share commits.
 
+mod activity;
 mod backlog;
 mod backpressure;
 mod handshake;
@@ -68,6 +69,7 @@ struct Inner {
     waiting: backpressure::Waiting,
     rejections: Arc<rejection::tally::Tally>,
     limiter: relay_store::ingest_limit::IngestLimiter,
+    activity: Arc<activity::Activity>,
 }
 
 impl IngressState {
@@ -94,6 +96,8 @@ impl IngressState {
         let rejections = Arc::new(rejection::tally::Tally::default());
         tokio::spawn(rejection::tally::Tally::flush_forever(Arc::downgrade(&rejections), pool.clone()));
         let limiter = relay_store::ingest_limit::IngestLimiter::new(redis.clone());
+        let activity = Arc::new(activity::Activity::default());
+        tokio::spawn(activity::Activity::flush_forever(Arc::downgrade(&activity), pool.clone()));
         let inner = Inner {
             pool,
             redis,
@@ -106,6 +110,7 @@ impl IngressState {
             waiting,
             rejections,
             limiter,
+            activity,
         };
         Self { inner: Arc::new(inner) }
     }

@@ -343,28 +343,37 @@ pub async fn list_disabled_with_pending(db: impl PgExecutor<'_>) -> Result<Vec<D
 /// Fails the pending deliveries of a disabled destination whose retry window (`window_seconds`,
 /// counted from ingest or the last redelivery) is over: the window keeps running while a
 /// destination is disabled. They can be replayed like any failed delivery. Rows leased to an
-/// attempt in flight are left to it.
+/// attempt in flight are left to it. Each is reported (`relay.delivery.failed`).
 pub async fn expire_disabled(
     db: impl PgExecutor<'_>,
     tenant: TenantId,
     destination: DestinationId,
     window_seconds: u64,
 ) -> Result<u64> {
-    let done = sqlx::query(
+    let sql = sqlx::AssertSqlSafe(format!(
         "WITH q AS (DELETE FROM delivery_queue q WHERE q.tenant_id = $1 AND q.destination_id = $2 \
              AND (q.lease_token IS NULL OR q.due_at < now()) \
              AND q.window_started_at + $3 * interval '1 second' <= now() \
              AND EXISTS (SELECT 1 FROM destinations ds WHERE ds.id = $2 AND NOT ds.enabled) \
-             RETURNING q.tenant_id, q.delivery_id, q.started) \
-         UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, completed_at = now(), \
-           last_error = 'the retry window ended while the destination was disabled', \
-           attempts_started = greatest(d.attempts_started, q.started) \
-         FROM q WHERE d.tenant_id = q.tenant_id AND d.id = q.delivery_id",
-    )
-    .bind(tenant.uuid())
-    .bind(destination.uuid())
-    .bind(i64::try_from(window_seconds).unwrap_or(i64::MAX))
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+             RETURNING q.tenant_id, q.delivery_id, q.destination_id, q.event_id, q.keep_days, q.started), \
+         upd AS (UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, completed_at = now(), \
+           last_error = $4, attempts_started = greatest(d.attempts_started, q.started) \
+           FROM q WHERE d.tenant_id = q.tenant_id AND d.id = q.delivery_id \
+           RETURNING d.id, d.attempts, d.last_status_code), \
+         fl AS (SELECT q.tenant_id, q.delivery_id, q.destination_id, q.event_id, q.keep_days, \
+           jsonb_build_object('attempts', upd.attempts, 'lastStatusCode', upd.last_status_code, \
+             'lastError', $4::text) AS detail \
+           FROM q JOIN upd ON upd.id = q.delivery_id), \
+         {} \
+         SELECT (SELECT count(*) FROM upd) + 0 * (SELECT n FROM failed_wake)",
+        crate::outbox::failed_sql("fl")
+    ));
+    let done: i64 = sqlx::query_scalar(sql)
+        .bind(tenant.uuid())
+        .bind(destination.uuid())
+        .bind(i64::try_from(window_seconds).unwrap_or(i64::MAX))
+        .bind("the retry window ended while the destination was disabled")
+        .fetch_one(db)
+        .await?;
+    Ok(u64::try_from(done).unwrap_or(0))
 }

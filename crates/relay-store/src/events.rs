@@ -14,6 +14,7 @@ use crate::error::Result;
 pub struct NewEvent {
     pub id: EventId,
     pub tenant_id: TenantId,
+    /// [`relay_core::operational::RELAY_SOURCE`] for the relay's own events.
     pub source_id: SourceId,
     pub wap_event_id: String,
     pub event_type: String,
@@ -126,9 +127,12 @@ fn push_list_events(
         q.push(" AND id IN (SELECT event_id FROM event_keys WHERE key = 'e:' || ").push_bind(w.clone());
         match filter.source_id {
             Some(source) => q.push(" AND source_id = ").push_bind(source.uuid()),
+            // The relay's own events are keyed under its (nil) source id.
             None => q
                 .push(" AND source_id IN (SELECT id FROM sources WHERE tenant_id = ")
                 .push_bind(tenant.uuid())
+                .push(" UNION ALL SELECT ")
+                .push_bind(relay_core::operational::RELAY_SOURCE.uuid())
                 .push(")"),
         };
         q.push(")");

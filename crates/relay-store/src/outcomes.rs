@@ -8,7 +8,10 @@
 //! looked at only for the destinations the caller names in `health` (those whose streak may
 //! change), so the success path costs no destination reads or writes; a destination is disabled
 //! on `410 Gone`, or when every attempt has failed for the configured period. Concurrent batches
-//! apply in commit order, as one writer's batches would.
+//! apply in commit order, as one writer's batches would. A delivery that becomes failed is
+//! reported (`relay.delivery.failed`, through the outbox) in the same statement, and marks its
+//! destination's streak as notable, so the streak's end is reported too (the destination
+//! trigger of migration 0018 reports disabling, re-enabling and recovery).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -68,9 +71,6 @@ pub struct Recorded {
     pub applied: u64,
     /// Destinations this batch disabled, with the reason.
     pub disabled: Vec<(DestinationId, String)>,
-    /// Destinations with `replay_on_recovery` whose failing streak this batch ended (exactly
-    /// one batch sees each end: the row is locked), with when the streak began.
-    pub recovered: Vec<(TenantId, DestinationId, OffsetDateTime)>,
 }
 
 /// Per destination in a batch: whether an attempt succeeded, and the first failure after the
@@ -81,6 +81,8 @@ struct Health {
     last_success: Option<OffsetDateTime>,
     first_failure: Option<OffsetDateTime>,
     gone: bool,
+    /// A delivery to it became failed: its streak is notable.
+    failed: bool,
 }
 
 /// Whether a batch's attempts to one destination can change its streak or disable it, given what
@@ -93,7 +95,7 @@ fn may_change(h: &Health, known: Option<Option<OffsetDateTime>>, unhealthy_after
         OffsetDateTime::now_utc() - since
             >= time::Duration::try_from(unhealthy_after).unwrap_or(time::Duration::MAX)
     });
-    h.gone || (h.reset && known.is_some()) || (failed && (known.is_none() || too_long))
+    h.gone || h.failed || (h.reset && known.is_some()) || (failed && (known.is_none() || too_long))
 }
 
 fn health_of(records: &[AttemptRecord], unhealthy_after: Duration) -> HashMap<Uuid, Health> {
@@ -105,6 +107,7 @@ fn health_of(records: &[AttemptRecord], unhealthy_after: Duration) -> HashMap<Uu
             last_success: None,
             first_failure: None,
             gone: false,
+            failed: false,
         });
         h.last_success = h.last_success.max(Some(r.started_at));
     }
@@ -115,8 +118,10 @@ fn health_of(records: &[AttemptRecord], unhealthy_after: Duration) -> HashMap<Uu
             last_success: None,
             first_failure: None,
             gone: false,
+            failed: false,
         });
         h.gone |= r.gone;
+        h.failed |= r.next == NextState::Failed;
         if h.last_success.is_none_or(|s| r.started_at > s) {
             h.first_failure = Some(h.first_failure.map_or(r.started_at, |f| f.min(r.started_at)));
         }
@@ -184,17 +189,10 @@ pub async fn record_attempts(
     let h_reset: Vec<bool> = health.values().map(|h| h.reset).collect();
     let h_first: Vec<Option<OffsetDateTime>> = health.values().map(|h| h.first_failure).collect();
     let h_gone: Vec<bool> = health.values().map(|h| h.gone).collect();
+    let h_failed: Vec<bool> = health.values().map(|h| h.failed).collect();
     let period_ms = i64::try_from(unhealthy_after.as_millis()).unwrap_or(i64::MAX);
 
-    #[allow(clippy::type_complexity)]
-    let (applied, disabled_ids, disabled_reasons, rec_ids, rec_tenants, rec_since): (
-        i64,
-        Vec<Uuid>,
-        Vec<String>,
-        Vec<Uuid>,
-        Vec<Uuid>,
-        Vec<OffsetDateTime>,
-    ) = sqlx::query_as(
+    let sql = sqlx::AssertSqlSafe(format!(
         "WITH a AS ( \
            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int[], \
              $7::text[], $8::timestamptz[], $9::int[], $10::text[], $11::text[], $12::int[], $13::text[], \
@@ -214,7 +212,7 @@ pub async fn record_attempts(
            DELETE FROM delivery_queue q USING a \
            WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
              AND q.lease_token = a.lease_token AND a.status <> 'pending' \
-           RETURNING q.delivery_id, q.lease_token, q.started, q.device_key \
+           RETURNING q.delivery_id, q.lease_token, q.started, q.device_key, q.event_id, q.keep_days \
          ), again AS ( \
            UPDATE delivery_queue q SET due_at = a.next_attempt_at, lease_token = NULL, \"trigger\" = 'auto' \
            FROM a WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
@@ -231,24 +229,24 @@ pub async fn record_attempts(
            WHERE d.tenant_id = a.tenant_id AND d.id = a.delivery_id \
            RETURNING d.id \
          ), hin AS ( \
-           SELECT * FROM UNNEST($18::uuid[], $19::uuid[], $20::bool[], $21::timestamptz[], $22::bool[]) \
-             AS h(dest, tenant, reset, first_failure, gone) \
+           SELECT * FROM UNNEST($18::uuid[], $19::uuid[], $20::bool[], $21::timestamptz[], $22::bool[], \
+             $25::bool[]) AS h(dest, tenant, reset, first_failure, gone, failed) \
          ), lk AS ( \
            SELECT d0.id, d0.tenant_id, d0.failing_since FROM destinations d0 \
            JOIN hin ON d0.id = hin.dest AND d0.tenant_id = hin.tenant \
            CROSS JOIN LATERAL (SELECT CASE WHEN hin.reset THEN hin.first_failure \
                                       ELSE COALESCE(d0.failing_since, hin.first_failure) END AS fs) f \
-           WHERE d0.failing_since IS DISTINCT FROM f.fs \
+           WHERE d0.failing_since IS DISTINCT FROM f.fs OR (hin.failed AND NOT d0.streak_notable) \
              OR (d0.enabled AND (hin.gone OR f.fs <= now() - $23 * interval '1 millisecond')) \
            ORDER BY d0.id FOR NO KEY UPDATE OF d0 \
          ), h AS ( \
-           SELECT lk.id AS dest, lk.tenant_id AS tenant, f.fs, hin.gone, \
+           SELECT lk.id AS dest, lk.tenant_id AS tenant, f.fs, hin.gone, hin.failed, \
              (hin.gone OR (f.fs IS NOT NULL AND f.fs <= now() - $23 * interval '1 millisecond')) AS disable \
            FROM lk JOIN hin ON hin.dest = lk.id AND hin.tenant = lk.tenant_id \
            CROSS JOIN LATERAL (SELECT CASE WHEN hin.reset THEN hin.first_failure \
                                       ELSE COALESCE(lk.failing_since, hin.first_failure) END AS fs) f \
          ), dis AS ( \
-           UPDATE destinations ds SET failing_since = h.fs, \
+           UPDATE destinations ds SET failing_since = h.fs, streak_notable = ds.streak_notable OR h.failed, \
              enabled = ds.enabled AND NOT h.disable, \
              disabled_reason = CASE WHEN ds.enabled AND h.disable THEN \
                CASE WHEN h.gone THEN 'the destination answered 410 Gone' \
@@ -257,57 +255,52 @@ pub async fn record_attempts(
                ELSE ds.disabled_reason END, \
              disabled_at = CASE WHEN ds.enabled AND h.disable THEN now() ELSE ds.disabled_at END \
            FROM h WHERE ds.id = h.dest AND ds.tenant_id = h.tenant \
-             AND (ds.failing_since IS DISTINCT FROM h.fs OR (ds.enabled AND h.disable)) \
-           RETURNING ds.id, ds.tenant_id, ds.enabled, ds.disabled_reason, (ds.disabled_at = now()) AS just_disabled, \
-             ds.failing_since, ds.replay_on_recovery \
-         ), rec AS ( \
-           SELECT dis.id, dis.tenant_id, lk.failing_since AS streak_since FROM dis JOIN lk ON lk.id = dis.id \
-           WHERE lk.failing_since IS NOT NULL AND dis.failing_since IS NULL AND dis.replay_on_recovery \
-             AND dis.enabled \
+             AND (ds.failing_since IS DISTINCT FROM h.fs OR (ds.enabled AND h.disable) \
+               OR (h.failed AND NOT ds.streak_notable)) \
+           RETURNING ds.id, ds.tenant_id, ds.enabled, ds.disabled_reason, (ds.disabled_at = now()) AS just_disabled \
          ), wake AS ( \
            SELECT pg_notify($24, '') FROM (SELECT 1 FROM done WHERE device_key IS NOT NULL LIMIT 1) one \
-         ) \
-         SELECT (SELECT count(*) FROM upd) + 0 * (SELECT count(*) FROM wake), \
-           COALESCE((SELECT array_agg(id ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{}'), \
-           COALESCE((SELECT array_agg(disabled_reason ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{}'), \
-           COALESCE((SELECT array_agg(id ORDER BY id) FROM rec), '{}'), \
-           COALESCE((SELECT array_agg(tenant_id ORDER BY id) FROM rec), '{}'), \
-           COALESCE((SELECT array_agg(streak_since ORDER BY id) FROM rec), '{}')",
-    )
-    .bind(ids)
-    .bind(deliveries)
-    .bind(tenants)
-    .bind(destinations)
-    .bind(leases)
-    .bind(numbers)
-    .bind(triggers)
-    .bind(started)
-    .bind(durations)
-    .bind(urls)
-    .bind(outcomes)
-    .bind(codes)
-    .bind(headers)
-    .bind(bodies)
-    .bind(errors)
-    .bind(statuses)
-    .bind(next_at)
-    .bind(h_dest)
-    .bind(h_tenant)
-    .bind(h_reset)
-    .bind(h_first)
-    .bind(h_gone)
-    .bind(period_ms)
-    .bind(crate::deliveries::WAKE_CHANNEL)
-    .fetch_one(db)
-    .await?;
+         ), fl AS ( \
+           SELECT a.tenant_id, a.delivery_id, a.destination_id, done.event_id, done.keep_days, \
+             jsonb_build_object('attempts', a.number, 'lastStatusCode', a.status_code, 'lastError', a.error) AS detail \
+           FROM a JOIN done ON done.delivery_id = a.delivery_id AND done.lease_token = a.lease_token \
+           WHERE a.status = 'failed' \
+         ), {} \
+         SELECT (SELECT count(*) FROM upd) + 0 * (SELECT count(*) FROM wake) + 0 * (SELECT n FROM failed_wake), \
+           COALESCE((SELECT array_agg(id ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{{}}'), \
+           COALESCE((SELECT array_agg(disabled_reason ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{{}}')",
+        crate::outbox::failed_sql("fl")
+    ));
+    let (applied, disabled_ids, disabled_reasons): (i64, Vec<Uuid>, Vec<String>) = sqlx::query_as(sql)
+        .bind(ids)
+        .bind(deliveries)
+        .bind(tenants)
+        .bind(destinations)
+        .bind(leases)
+        .bind(numbers)
+        .bind(triggers)
+        .bind(started)
+        .bind(durations)
+        .bind(urls)
+        .bind(outcomes)
+        .bind(codes)
+        .bind(headers)
+        .bind(bodies)
+        .bind(errors)
+        .bind(statuses)
+        .bind(next_at)
+        .bind(h_dest)
+        .bind(h_tenant)
+        .bind(h_reset)
+        .bind(h_first)
+        .bind(h_gone)
+        .bind(period_ms)
+        .bind(crate::deliveries::WAKE_CHANNEL)
+        .bind(h_failed)
+        .fetch_one(db)
+        .await?;
     Ok(Recorded {
         applied: u64::try_from(applied).unwrap_or(0),
         disabled: disabled_ids.into_iter().map(DestinationId::from_uuid).zip(disabled_reasons).collect(),
-        recovered: rec_ids
-            .into_iter()
-            .zip(rec_tenants)
-            .zip(rec_since)
-            .map(|((d, t), since)| (TenantId::from_uuid(t), DestinationId::from_uuid(d), since))
-            .collect(),
     })
 }

@@ -23,6 +23,9 @@ pub struct SourceRow {
     pub verify_token: Option<Vec<u8>>,
     /// JSON pointers whose values identify an event instead of its eventId (none: the eventId).
     pub dedupe_key: Option<Vec<String>>,
+    /// Seconds without events after which the source, and each device seen on it, is reported
+    /// silent (none: no silence alerts).
+    pub silence_alert_seconds: Option<i32>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub deleted_at: Option<OffsetDateTime>,
@@ -47,7 +50,7 @@ impl SourceRow {
 }
 
 pub const SOURCE_COLUMNS: &str = "id, tenant_id, name, verification, secret, secret_hint, previous_secret, \
-     previous_secret_expires_at, verify_token, dedupe_key, created_at, updated_at, deleted_at";
+     previous_secret_expires_at, verify_token, dedupe_key, silence_alert_seconds, created_at, updated_at, deleted_at";
 
 #[derive(Debug, Clone)]
 pub struct NewSource {
@@ -58,12 +61,13 @@ pub struct NewSource {
     pub secret_hint: Option<String>,
     pub verify_token: Option<Vec<u8>>,
     pub dedupe_key: Option<Vec<String>>,
+    pub silence_alert_seconds: Option<i32>,
 }
 
 pub async fn insert_source(db: impl PgExecutor<'_>, new: &NewSource) -> Result<SourceRow> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "INSERT INTO sources (id, tenant_id, name, verification, secret, secret_hint, verify_token, dedupe_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {SOURCE_COLUMNS}"
+        "INSERT INTO sources (id, tenant_id, name, verification, secret, secret_hint, verify_token, dedupe_key, \
+         silence_alert_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {SOURCE_COLUMNS}"
     ));
     let row = sqlx::query_as(sql)
         .bind(SourceId::new().uuid())
@@ -74,6 +78,7 @@ pub async fn insert_source(db: impl PgExecutor<'_>, new: &NewSource) -> Result<S
         .bind(new.secret_hint.as_deref())
         .bind(new.verify_token.as_deref())
         .bind(new.dedupe_key.as_ref())
+        .bind(new.silence_alert_seconds)
         .fetch_one(db)
         .await?;
     Ok(row)
@@ -94,7 +99,7 @@ pub struct IngestSource {
 pub async fn find_ingest_source(db: impl PgExecutor<'_>, id: SourceId) -> Result<Option<IngestSource>> {
     let row = sqlx::query_as(
         "SELECT s.id, s.tenant_id, s.name, s.verification, s.secret, s.secret_hint, s.previous_secret, \
-                s.previous_secret_expires_at, s.verify_token, s.dedupe_key, s.created_at, s.updated_at, s.deleted_at, \
+                s.previous_secret_expires_at, s.verify_token, s.dedupe_key, s.silence_alert_seconds, s.created_at, s.updated_at, s.deleted_at, \
                 t.status AS tenant_status, t.plan AS tenant_plan, t.limits AS tenant_limits \
          FROM sources s JOIN tenants t ON t.id = s.tenant_id WHERE s.id = $1",
     )
@@ -120,10 +125,12 @@ pub async fn get_source(db: impl PgExecutor<'_>, tenant: TenantId, id: SourceId)
     find_source(db, tenant, id).await?.ok_or(StoreError::NotFound)
 }
 
-/// Soft delete: ingest answers 404 from now on; the events stay until retention purges them.
+/// Soft delete: ingest answers 404 from now on; the events stay until retention purges them. Its
+/// silence watch is forgotten.
 pub async fn delete_source(db: impl PgExecutor<'_>, tenant: TenantId, id: SourceId) -> Result<()> {
     let done = sqlx::query(
-        "UPDATE sources SET deleted_at = now(), updated_at = now() \
+        "WITH w AS (DELETE FROM silence_watch WHERE tenant_id = $1 AND source_id = $2) \
+         UPDATE sources SET deleted_at = now(), updated_at = now() \
          WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
     .bind(tenant.uuid())
@@ -212,6 +219,8 @@ pub struct SourceUpdate {
     pub verify_token: Option<Vec<u8>>,
     /// Applies to the events received after the change.
     pub dedupe_key: Option<Vec<String>>,
+    /// A change applies to the keys watched at once (their deadlines follow); none forgets them.
+    pub silence_alert_seconds: Option<i32>,
 }
 
 pub async fn update_source(
@@ -221,9 +230,12 @@ pub async fn update_source(
     update: &SourceUpdate,
 ) -> Result<SourceRow> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "UPDATE sources SET name = $3, verification = $4, secret = $5, secret_hint = $6, \
+        "WITH retuned AS (UPDATE silence_watch SET deadline = last_seen + $11 * interval '1 second' \
+             WHERE tenant_id = $1 AND source_id = $2 AND $11::int IS NOT NULL), \
+         forgotten AS (DELETE FROM silence_watch WHERE tenant_id = $1 AND source_id = $2 AND $11::int IS NULL) \
+         UPDATE sources SET name = $3, verification = $4, secret = $5, secret_hint = $6, \
          previous_secret = $7, previous_secret_expires_at = $8, verify_token = $9, dedupe_key = $10, \
-         updated_at = now() \
+         silence_alert_seconds = $11, updated_at = now() \
          WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {SOURCE_COLUMNS}"
     ));
     let row: Option<SourceRow> = sqlx::query_as(sql)
@@ -237,6 +249,7 @@ pub async fn update_source(
         .bind(update.previous_secret_expires_at)
         .bind(update.verify_token.as_deref())
         .bind(update.dedupe_key.as_ref())
+        .bind(update.silence_alert_seconds)
         .fetch_optional(db)
         .await?;
     row.ok_or(StoreError::NotFound)

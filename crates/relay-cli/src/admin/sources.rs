@@ -75,6 +75,10 @@ pub struct CreateArgs {
     /// `/deviceId,/message/id`.
     #[arg(long, value_delimiter = ',', value_name = "POINTERS")]
     dedupe_key: Option<Vec<String>>,
+    /// Report the source, and each device seen on it, silent after this many seconds without
+    /// events (60 to 2592000; relay.source.silent / relay.device.silent).
+    #[arg(long, value_name = "SECONDS", value_parser = silence_seconds())]
+    silence_alert_seconds: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +105,17 @@ pub struct UpdateArgs {
     /// Identify events by their eventId alone again.
     #[arg(long)]
     clear_dedupe_key: bool,
+    /// New silence alert seconds (60 to 2592000); applies at once.
+    #[arg(long, value_name = "SECONDS", value_parser = silence_seconds(), conflicts_with = "clear_silence_alert")]
+    silence_alert_seconds: Option<u32>,
+    /// Turn silence alerts off.
+    #[arg(long)]
+    clear_silence_alert: bool,
+}
+
+fn silence_seconds() -> clap::builder::RangedI64ValueParser<u32> {
+    use relay_core::operational::{SILENCE_MAX_SECONDS, SILENCE_MIN_SECONDS};
+    clap::value_parser!(u32).range(i64::from(SILENCE_MIN_SECONDS)..=i64::from(SILENCE_MAX_SECONDS))
 }
 
 #[derive(Debug, clap::Args)]
@@ -163,7 +178,8 @@ async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<()> {
         .opt("secret", args.secret.as_ref().or(generated.as_ref()))
         .opt("verification", verification)
         .opt("verify_token", args.verify_token)
-        .opt("dedupe_key", args.dedupe_key);
+        .opt("dedupe_key", args.dedupe_key)
+        .opt("silence_alert_seconds", args.silence_alert_seconds);
     ctx.show(Method::POST, "/v1/sources", Some(body.into_value()), &[]).await?;
     announce(generated.as_deref());
     Ok(())
@@ -175,16 +191,20 @@ async fn update(ctx: &Ctx, args: UpdateArgs) -> anyhow::Result<()> {
         .opt("secret", args.secret)
         .opt("verification", args.verification.to_value()?)
         .opt("verify_token", args.verify_token)
-        .opt("dedupe_key", args.dedupe_key);
+        .opt("dedupe_key", args.dedupe_key)
+        .opt("silence_alert_seconds", args.silence_alert_seconds);
     if args.clear_verify_token {
         body = body.set("verify_token", Value::Null);
     }
     if args.clear_dedupe_key {
         body = body.set("dedupe_key", Value::Null);
     }
+    if args.clear_silence_alert {
+        body = body.set("silence_alert_seconds", Value::Null);
+    }
     if body.is_empty() {
         bail!(
-            "nothing to change: give --name, --secret, --scheme, --verify-token, --dedupe-key or a --clear-… flag"
+            "nothing to change: give --name, --secret, --scheme, --verify-token, --dedupe-key, --silence-alert-seconds or a --clear-… flag"
         );
     }
     ctx.show(Method::PATCH, &format!("/v1/sources/{}", args.id), Some(body.into_value()), &[]).await

@@ -216,6 +216,7 @@ pub struct DestinationSpec {
     pub max_delay_ms: i64,
     pub window_seconds: i32,
     pub replay_on_recovery: bool,
+    pub event_types: Vec<String>,
 }
 
 impl DestinationSpec {
@@ -231,6 +232,7 @@ impl DestinationSpec {
             max_delay_ms: 1_000,
             window_seconds: 3_600,
             replay_on_recovery: false,
+            event_types: vec!["*".into()],
         }
     }
 }
@@ -265,7 +267,7 @@ impl Fixture {
                 url: spec.url,
                 description: None,
                 source_ids: None,
-                event_types: vec!["*".into()],
+                event_types: spec.event_types,
                 device_ids: None,
                 headers: spec.headers,
                 enabled: spec.enabled,

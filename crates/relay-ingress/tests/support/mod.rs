@@ -85,6 +85,7 @@ impl Harness {
             secret_hint: secret.map(|s| Secret::new(s).hint()),
             verify_token: verify_token.map(|t| self.master_key.seal(&Secret::new(t))),
             dedupe_key: None,
+            silence_alert_seconds: None,
         };
         sources::insert_source(&self.pool, &new).await.unwrap().source_id()
     }

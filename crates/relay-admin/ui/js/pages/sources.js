@@ -95,6 +95,7 @@ export async function sourcePage({ main, params, query, signal }) {
       ['Secret', source.secret_hint ? `Set (ends ${source.secret_hint.replace('…', '')})` : source.verified ? 'Set' : 'None'],
       ['Previous secret', source.previous_secret_expires_at ? h('span', {}, 'verifies until ', time(source.previous_secret_expires_at)) : undefined],
       ['Verify token', source.verify_token_set ? 'Set' : 'Not set'],
+      ['Silence alert', source.silence_alert_seconds ? `after ${source.silence_alert_seconds} s without events` : 'Off'],
       ['Created', time(source.created_at)],
       ['Updated', time(source.updated_at)],
     ])),
@@ -117,6 +118,7 @@ function editForm(source, path, reload) {
       { name: 'secret', label: 'Signing secret', type: 'password', showIf: (v) => v.scheme !== 'none' && source.verification.scheme === 'none', hint: 'Needed when a source without verification starts verifying.' },
       { name: 'verify_token', label: source.verify_token_set ? 'New verify token' : 'Verify token', type: 'password', hint: source.verify_token_set ? 'Leave empty to keep the current one.' : 'Optional.' },
       source.verify_token_set ? { name: 'remove_verify_token', label: 'Remove the verify token', type: 'checkbox' } : null,
+      { name: 'silence_alert_seconds', label: 'Silence alert (seconds)', type: 'number', min: 60, max: 2592000, value: source.silence_alert_seconds, placeholder: 'Off', hint: 'After this long without events (60 to 2592000), the source and each device seen on it are reported silent: relay.source.silent and relay.device.silent, to destinations subscribed to relay.*. Empty: off.' },
     ].filter(Boolean),
     onSubmit: async (_, f) => {
       const changed = f.changed();
@@ -127,6 +129,7 @@ function editForm(source, path, reload) {
       if (values.secret) body.secret = values.secret;
       if (values.verify_token) body.verify_token = values.verify_token;
       else if (values.remove_verify_token) body.verify_token = null;
+      if ('silence_alert_seconds' in changed) body.silence_alert_seconds = values.silence_alert_seconds;
       if (!Object.keys(body).length) return f.showMessage('Nothing changed.');
       await patch(path, body);
       reload();

@@ -1,0 +1,88 @@
+//! The dispatcher's part in operational events (CONTRACT §7): it publishes the outbox as
+//! `relay.*` events with their deliveries ([`relay_store::outbox::publish`]), woken by the
+//! outbox's NOTIFY and polling in case one was missed, and it runs the silence scan
+//! ([`relay_store::silence::mark_silent`]), which one process of the fleet at a time does.
+//! Every process may publish: a row is taken by one publisher and published once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_store::PgPool;
+use relay_store::listen::{Heard, listen};
+use relay_store::outbox::{OUTBOX_CHANNEL, publish};
+use relay_store::partitions::Coverage;
+use tokio::sync::Notify;
+
+/// How often the outbox is looked at without a wake-up.
+const PUBLISH_POLL: Duration = Duration::from_secs(1);
+
+/// How often the silence scan runs: a key is reported at most this late.
+pub const SILENCE_SCAN_EVERY: Duration = Duration::from_secs(5);
+
+/// Keys marked silent per scan transaction.
+const SILENCE_BATCH: i64 = 1_000;
+
+/// Publishes the outbox for as long as the dispatcher runs.
+pub async fn publish_forever(pool: PgPool) {
+    let wake = Arc::new(Notify::new());
+    let heard = wake.clone();
+    tokio::spawn(listen(pool.clone(), &[OUTBOX_CHANNEL], "relay events", move |h| {
+        if let Heard::Notification { .. } | Heard::Listening = h {
+            heard.notify_one();
+        }
+    }));
+    let coverage = Coverage::default();
+    loop {
+        match publish_all(&pool, &coverage).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "publishing operational events failed; retrying"),
+        }
+        let _ = tokio::time::timeout(PUBLISH_POLL, wake.notified()).await;
+    }
+}
+
+/// Publishes batches until the outbox is empty (of rows no other publisher holds).
+async fn publish_all(pool: &PgPool, coverage: &Coverage) -> Result<(), relay_store::StoreError> {
+    let mut conn = pool.acquire().await?;
+    loop {
+        let done = publish(&mut conn, coverage, pool).await?;
+        if done.events == 0 {
+            return Ok(());
+        }
+        tracing::debug!(events = done.events, deliveries = done.deliveries, "operational events published");
+        if done.replayed > 0 {
+            tracing::info!(
+                queued = done.replayed,
+                "destination recovered: its failed deliveries are replayed"
+            );
+        }
+    }
+}
+
+/// Runs the silence scan every [`SILENCE_SCAN_EVERY`] for as long as the dispatcher runs.
+pub async fn scan_silence_forever(pool: PgPool) {
+    let mut tick = tokio::time::interval(SILENCE_SCAN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = scan_silence(&pool).await {
+            tracing::warn!(error = %e, "the silence scan failed; trying again");
+        }
+    }
+}
+
+/// One scan: batches until no deadline is left passed, or another process holds the scan.
+async fn scan_silence(pool: &PgPool) -> Result<(), relay_store::StoreError> {
+    loop {
+        let mut tx = pool.begin().await?;
+        let silent = relay_store::silence::mark_silent(&mut tx, SILENCE_BATCH).await?;
+        tx.commit().await?;
+        match silent {
+            Some(n) if n > 0 => tracing::info!(count = n, "sources or devices went silent"),
+            _ => return Ok(()),
+        }
+        if silent < Some(SILENCE_BATCH) {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Silence alerts (CONTRACT §7, migration 0018): `silence_watch` holds, for each source with
+//! `silence_alert_seconds` and each deviceId seen on it, when an event was last seen and when it
+//! becomes silent (`deadline`). Ingest writes what it saw in batches, at most every few seconds
+//! per key ([`record_activity`]); one process at a time looks up the deadlines that passed, by
+//! their index ([`mark_silent`]): the cost grows with the keys that go silent, not with the keys
+//! watched. Both report through the outbox in the statement that changes the row, so a key's
+//! silence and its return are each reported once, across the fleet and across restarts.
+
+use relay_core::operational::{DEVICE_RESUMED, DEVICE_SILENT, SOURCE_RESUMED, SOURCE_SILENT};
+use relay_core::{SourceId, TenantId};
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::outbox::OUTBOX_CHANNEL;
+
+/// Serialises the silence scans of a fleet ("wap-quie").
+const SCAN_LOCK: i64 = 8_604_475_916_213_510_773;
+
+/// An event seen: its source, its deviceId (`None`: the source itself), and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub tenant_id: TenantId,
+    pub source_id: SourceId,
+    pub device_id: Option<String>,
+    pub at: OffsetDateTime,
+}
+
+/// The outbox type for a key going silent or coming back: `device_id = ''` is the source.
+fn kind_sql(silent: &str, device: &str) -> String {
+    format!("CASE WHEN device_id = '' THEN '{silent}' ELSE '{device}' END")
+}
+
+/// Records what ingest saw (one row per key: the caller merges repeats). Keys of sources without
+/// silence alerts are ignored; a key that was silent is reported resumed, once: its row is locked
+/// (in key order, so two writers cannot deadlock) and only the writer that clears `silent_since`
+/// reports it. Returns how many came back.
+pub async fn record_activity(db: impl PgExecutor<'_>, seen: &[Seen]) -> Result<i64> {
+    if seen.is_empty() {
+        return Ok(0);
+    }
+    let tenants: Vec<Uuid> = seen.iter().map(|s| s.tenant_id.uuid()).collect();
+    let sources: Vec<Uuid> = seen.iter().map(|s| s.source_id.uuid()).collect();
+    let devices: Vec<&str> = seen.iter().map(|s| s.device_id.as_deref().unwrap_or("")).collect();
+    let ats: Vec<OffsetDateTime> = seen.iter().map(|s| s.at).collect();
+    let sql = sqlx::AssertSqlSafe(format!(
+        "WITH b AS ( \
+           SELECT b.*, src.silence_alert_seconds * interval '1 second' AS quiet \
+           FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[]) AS b(tenant_id, source_id, device_id, seen) \
+           JOIN sources src ON src.id = b.source_id AND src.tenant_id = b.tenant_id \
+           WHERE src.silence_alert_seconds IS NOT NULL AND src.deleted_at IS NULL \
+         ), o AS ( \
+           SELECT w.source_id, w.device_id, w.silent_since FROM silence_watch w \
+           JOIN b ON b.source_id = w.source_id AND b.device_id = w.device_id \
+           ORDER BY w.source_id, w.device_id FOR UPDATE OF w \
+         ), u AS ( \
+           UPDATE silence_watch w SET last_seen = greatest(w.last_seen, b.seen), \
+             deadline = greatest(w.last_seen, b.seen) + b.quiet, silent_since = NULL \
+           FROM b JOIN o ON o.source_id = b.source_id AND o.device_id = b.device_id \
+           WHERE w.source_id = b.source_id AND w.device_id = b.device_id \
+           RETURNING w.tenant_id, w.source_id, w.device_id, o.silent_since AS was_silent, w.last_seen \
+         ), n AS ( \
+           INSERT INTO silence_watch (source_id, device_id, tenant_id, last_seen, deadline) \
+           SELECT source_id, device_id, tenant_id, seen, seen + quiet FROM b \
+           WHERE NOT EXISTS (SELECT 1 FROM o WHERE o.source_id = b.source_id AND o.device_id = b.device_id) \
+           ON CONFLICT DO NOTHING \
+         ), r AS ( \
+           INSERT INTO relay_outbox (tenant_id, type, source_id, device_id, detail) \
+           SELECT tenant_id, {}, source_id, NULLIF(device_id, ''), \
+             jsonb_build_object('silentSince', was_silent, 'lastEventAt', last_seen) \
+           FROM u WHERE was_silent IS NOT NULL \
+           RETURNING 1 \
+         ) \
+         SELECT count(*) FROM r, (SELECT count(pg_notify($5, '')) FROM (SELECT 1 FROM r LIMIT 1) one) wake",
+        kind_sql(SOURCE_RESUMED, DEVICE_RESUMED)
+    ));
+    let back: (i64,) = sqlx::query_as(sql)
+        .bind(tenants)
+        .bind(sources)
+        .bind(devices)
+        .bind(ats)
+        .bind(OUTBOX_CHANNEL)
+        .fetch_one(db)
+        .await?;
+    Ok(back.0)
+}
+
+/// One scan, when no other process is scanning (`None` otherwise): marks silent up to `limit`
+/// keys whose deadline passed and reports each, and forgets the keys of sources whose alerts
+/// were turned off or that were deleted. Returns how many went silent. Needs a transaction (the
+/// scan lock lasts until it ends).
+pub async fn mark_silent(conn: &mut sqlx::PgConnection, limit: i64) -> Result<Option<i64>> {
+    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(SCAN_LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !leader {
+        return Ok(None);
+    }
+    let sql = sqlx::AssertSqlSafe(format!(
+        "WITH due AS ( \
+           SELECT w.source_id, w.device_id, src.silence_alert_seconds AS secs, src.deleted_at \
+           FROM silence_watch w LEFT JOIN sources src ON src.id = w.source_id \
+           WHERE w.silent_since IS NULL AND w.deadline <= now() \
+           ORDER BY w.deadline LIMIT $1 FOR UPDATE OF w SKIP LOCKED \
+         ), gone AS ( \
+           DELETE FROM silence_watch w USING due \
+           WHERE w.source_id = due.source_id AND w.device_id = due.device_id \
+             AND (due.secs IS NULL OR due.deleted_at IS NOT NULL) \
+         ), s AS ( \
+           UPDATE silence_watch w SET silent_since = now() FROM due \
+           WHERE w.source_id = due.source_id AND w.device_id = due.device_id \
+             AND due.secs IS NOT NULL AND due.deleted_at IS NULL \
+           RETURNING w.tenant_id, w.source_id, w.device_id, w.last_seen, due.secs \
+         ), r AS ( \
+           INSERT INTO relay_outbox (tenant_id, type, source_id, device_id, detail) \
+           SELECT tenant_id, {}, source_id, NULLIF(device_id, ''), \
+             jsonb_build_object('lastEventAt', last_seen, 'silenceAlertSeconds', secs) \
+           FROM s RETURNING 1 \
+         ) \
+         SELECT count(*) FROM r, (SELECT count(pg_notify($2, '')) FROM (SELECT 1 FROM r LIMIT 1) one) wake",
+        kind_sql(SOURCE_SILENT, DEVICE_SILENT)
+    ));
+    let silent: (i64,) = sqlx::query_as(sql).bind(limit).bind(OUTBOX_CHANNEL).fetch_one(&mut *conn).await?;
+    Ok(Some(silent.0))
+}
