@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use relay_store::PgPool;
 use relay_store::listen::{Heard, listen};
-use relay_store::outbox::{OUTBOX_CHANNEL, publish};
+use relay_store::outbox::{OUTBOX_CHANNEL, next_id, publish};
 use relay_store::partitions::Coverage;
 use tokio::sync::Notify;
 
 /// How often the outbox is looked at without a wake-up.
 const PUBLISH_POLL: Duration = Duration::from_secs(1);
+
+/// Outbox rows published per transaction.
+const PUBLISH_BATCH: i64 = 200;
 
 /// How often the silence scan runs: a key is reported at most this late.
 pub const SILENCE_SCAN_EVERY: Duration = Duration::from_secs(5);
@@ -41,20 +44,44 @@ pub async fn publish_forever(pool: PgPool) {
     }
 }
 
-/// Publishes batches until the outbox is empty (of rows no other publisher holds).
+/// Publishes batches until the outbox is empty (of rows no other publisher holds). A batch that
+/// fails for a reason other than an unavailable database is published again one row at a time,
+/// and a row that fails alone is left for the next pass, so one bad row holds up no other.
 async fn publish_all(pool: &PgPool, coverage: &Coverage) -> Result<(), relay_store::StoreError> {
     let mut conn = pool.acquire().await?;
+    let mut alone = false;
+    let mut after = 0;
     loop {
-        let done = publish(&mut conn, coverage, pool).await?;
-        if done.events == 0 {
-            return Ok(());
+        let limit = if alone { 1 } else { PUBLISH_BATCH };
+        if alone {
+            match next_id(&mut conn, after).await? {
+                Some(id) => after = id - 1,
+                None => return Ok(()),
+            }
         }
-        tracing::debug!(events = done.events, deliveries = done.deliveries, "operational events published");
-        if done.replayed > 0 {
-            tracing::info!(
-                queued = done.replayed,
-                "destination recovered: its failed deliveries are replayed"
-            );
+        match publish(&mut conn, coverage, pool, after, limit).await {
+            Ok(done) if done.events == 0 => return Ok(()),
+            Ok(done) => {
+                metrics::counter!("relay_operational_events_total").increment(done.events as u64);
+                if done.replayed > 0 {
+                    tracing::info!(
+                        queued = done.replayed,
+                        "destination recovered: its failed deliveries are replayed"
+                    );
+                }
+                if alone {
+                    after = done.last.unwrap_or(after + 1);
+                }
+            }
+            Err(e) if e.is_unavailable() => return Err(e),
+            Err(e) if !alone => {
+                tracing::warn!(error = %e, "publishing operational events failed; publishing them one by one");
+                alone = true;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, outbox.id = after + 1, "an operational event could not be published; it is tried again later");
+                after += 1;
+            }
         }
     }
 }

@@ -21,9 +21,6 @@ use crate::events::NewEvent;
 /// Notified (at commit) when rows were written, so a publisher runs at once.
 pub const OUTBOX_CHANNEL: &str = "wap_relay_outbox";
 
-/// Rows published per transaction.
-const BATCH: i64 = 200;
-
 /// How far before a failing streak's start a delivery that failed during it may have been
 /// created (longer than any retry window), for replay on recovery.
 const STREAK_LOOKBACK: time::Duration = time::Duration::days(7);
@@ -71,23 +68,37 @@ pub struct Published {
     pub deliveries: usize,
     /// Failed deliveries queued again by replay on recovery.
     pub replayed: u64,
+    /// The largest outbox id published.
+    pub last: Option<i64>,
 }
 
-/// Publishes up to a batch of outbox rows (those no other publisher holds), in one transaction:
-/// each becomes a stored event with a delivery to each enabled destination whose `event_types`
-/// name it, and a recovery with replay on recovery queues the streak's failed deliveries first.
-/// Returns what it did; `events` is 0 when nothing was waiting.
+/// The first outbox id after `after` (none: the outbox is empty past it).
+pub async fn next_id(conn: &mut PgConnection, after: i64) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT min(id) FROM relay_outbox WHERE id > $1")
+        .bind(after)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Publishes up to `limit` outbox rows after id `after` (those no other publisher holds), in one
+/// transaction: each becomes a stored event with a delivery to each enabled destination whose
+/// `event_types` name it, and a recovery with replay on recovery queues the streak's failed
+/// deliveries first. Returns what it did; `events` is 0 when nothing was waiting. `pool` is for
+/// creating history partitions, which happens outside the transaction.
 pub async fn publish(
     conn: &mut PgConnection,
     coverage: &crate::partitions::Coverage,
     pool: &sqlx::PgPool,
+    after: i64,
+    limit: i64,
 ) -> Result<Published> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let pending: Vec<Pending> = sqlx::query_as(
         "SELECT id, tenant_id, type, destination_id, delivery_id, event_id, source_id, device_id, detail, \
-           created_at FROM relay_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+           created_at FROM relay_outbox WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
-    .bind(BATCH)
+    .bind(after)
+    .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
     if pending.is_empty() {
@@ -147,6 +158,7 @@ pub async fn publish(
     tx.commit().await?;
     done.events = events.len();
     done.deliveries = deliveries.len();
+    done.last = pending.last().map(|p| p.id);
     Ok(done)
 }
 
