@@ -41,12 +41,7 @@ fn per_event_counts(receiver: &Receiver) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn two_processes_deliver_everything_once() {
-    let (db, prefix) = fresh_names().await;
-    let a = Binary::start(&db, &prefix, &[]).await;
-    let b = Binary::start(&db, &prefix, &[]).await;
-    let client = reqwest::Client::new();
-    let operator = token(json!({"role": "operator", "sub": "e2e"}));
-    let t = tenant_with_source(&client, &a.base, &operator, "enterprise").await;
+    let (a, b, client, t) = two_processes(&[]).await;
     unthrottle(&client, &a.base, &t.id).await;
     let (r1, r2) = (Receiver::start().await, Receiver::start().await);
     destination(&client, &a.base, &t.token, json!({"url": r1.url})).await;

@@ -36,12 +36,7 @@ async fn listed(client: &reqwest::Client, base: &str, token: &str, kind: &str) -
 
 #[tokio::test]
 async fn silence_and_its_end_are_reported_once_across_two_processes() {
-    let (db, prefix) = fresh_names().await;
-    let a = Binary::start(&db, &prefix, &[]).await;
-    let b = Binary::start(&db, &prefix, &[]).await;
-    let client = reqwest::Client::new();
-    let operator = token(json!({"role": "operator", "sub": "e2e"}));
-    let t = tenant_with_source(&client, &a.base, &operator, "enterprise").await;
+    let (a, b, client, t) = two_processes(&[]).await;
     let path = format!("/v1/sources/{}", t.source_id);
     let (status, source) =
         api(&client, &a.base, Method::PATCH, &path, &t.token, Some(json!({"silence_alert_seconds": 30})))

@@ -210,13 +210,7 @@ async fn events_without_a_device_and_unordered_destinations_are_not_held() {
 
 #[tokio::test]
 async fn order_holds_across_two_processes_and_a_sigkill() {
-    let (db, prefix) = fresh_names().await;
-    let lease = [("RELAY_DISPATCH_LEASE_SECONDS", "3")];
-    let a = Binary::start(&db, &prefix, &lease).await;
-    let b = Binary::start(&db, &prefix, &lease).await;
-    let client = reqwest::Client::new();
-    let operator = token(json!({"role": "operator", "sub": "e2e"}));
-    let t = tenant_with_source(&client, &a.base, &operator, "enterprise").await;
+    let (a, b, client, t) = two_processes(&[("RELAY_DISPATCH_LEASE_SECONDS", "3")]).await;
     let receiver = Receiver::start().await;
     receiver.delay(Duration::from_millis(20));
     receiver.answer_with(every_third_fails(&[]));

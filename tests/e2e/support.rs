@@ -486,6 +486,18 @@ impl Binary {
     }
 }
 
+/// Two processes of the real binary (each with `env`) on one fresh database and Redis prefix,
+/// and an enterprise tenant with its source, created through the first.
+pub async fn two_processes(env: &[(&str, &str)]) -> (Binary, Binary, reqwest::Client, Tenant) {
+    let (db, prefix) = fresh_names().await;
+    let a = Binary::start(&db, &prefix, env).await;
+    let b = Binary::start(&db, &prefix, env).await;
+    let client = reqwest::Client::new();
+    let operator = token(json!({"role": "operator", "sub": "e2e"}));
+    let t = tenant_with_source(&client, &a.base, &operator, "enterprise").await;
+    (a, b, client, t)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
