@@ -54,6 +54,10 @@ pub struct E2eArgs {
     /// for diagnosis only, the targets are measured with defaults.
     #[arg(long, default_value = "{}")]
     pub destination_settings: String,
+    /// Source settings other than the defaults, as JSON (e.g. '{"silence_alert_seconds": 60}'):
+    /// to measure what an option costs.
+    #[arg(long, default_value = "{}")]
+    pub source_settings: String,
     /// Inject a fault half-way through the window (CPU and memory are then not reported).
     #[arg(long, value_enum)]
     pub fault: Option<Fault>,
@@ -305,9 +309,12 @@ async fn run_on(binary: &str, db: &str, args: &E2eArgs) -> anyhow::Result<Report
     let mut tenants: Vec<TenantSetup> = Vec::with_capacity(args.tenants);
     for t in 0..args.tenants {
         let urls: Vec<String> = (0..args.destinations).map(|d| format!("{receiver}/r/{t}/{d}")).collect();
-        let settings: serde_json::Value = serde_json::from_str(&args.destination_settings)?;
+        let settings = relay::Settings {
+            destination: serde_json::from_str(&args.destination_settings)?,
+            source: serde_json::from_str(&args.source_settings)?,
+        };
         tenants.push(
-            relay::setup_tenant_with(&client, &relay.base, &format!("bench-{t}"), &urls, settings).await?,
+            relay::setup_tenant_with(&client, &relay.base, &format!("bench-{t}"), &urls, &settings).await?,
         );
     }
     let _unread = relay::open_unread_streams(&relay.base, &tenants[0].id, args.slow_streams).await?;

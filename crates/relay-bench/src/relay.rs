@@ -148,16 +148,25 @@ pub async fn setup_tenant(
     name: &str,
     urls: &[String],
 ) -> anyhow::Result<TenantSetup> {
-    setup_tenant_with(client, base, name, urls, json!({})).await
+    setup_tenant_with(client, base, name, urls, &Settings::default()).await
 }
 
-/// As [`setup_tenant`], with `settings` (e.g. `{"max_in_flight": 64}`) in every destination.
+/// Settings other than the defaults, for diagnosis and for the cost of the options.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// In every destination (e.g. `{"max_in_flight": 64}`).
+    pub destination: Value,
+    /// In the source (e.g. `{"silence_alert_seconds": 60}`).
+    pub source: Value,
+}
+
+/// As [`setup_tenant`], with `settings` in the source and every destination.
 pub async fn setup_tenant_with(
     client: &reqwest::Client,
     base: &str,
     name: &str,
     urls: &[String],
-    settings: Value,
+    settings: &Settings,
 ) -> anyhow::Result<TenantSetup> {
     use reqwest::Method;
     let operator = token("operator", None);
@@ -175,17 +184,14 @@ pub async fn setup_tenant_with(
         "backlog": 100_000_000u64, "destinations": urls.len().max(1)}});
     call(client, Method::PATCH, format!("{base}/v1/tenants/{id}"), &operator, limits).await?;
     let t = token("tenant", Some(&id));
-    let source = call(
-        client,
-        Method::POST,
-        format!("{base}/v1/sources"),
-        &t,
-        json!({"name": "wap", "secret": WAP_SECRET}),
-    )
-    .await?;
+    let mut source_body = if settings.source.is_object() { settings.source.clone() } else { json!({}) };
+    source_body["name"] = "wap".into();
+    source_body["secret"] = WAP_SECRET.into();
+    let source = call(client, Method::POST, format!("{base}/v1/sources"), &t, source_body).await?;
     let mut destination_ids = Vec::with_capacity(urls.len());
     for url in urls {
-        let mut body = settings.clone();
+        let mut body =
+            if settings.destination.is_object() { settings.destination.clone() } else { json!({}) };
         body["url"] = url.as_str().into();
         let d = call(client, Method::POST, format!("{base}/v1/destinations"), &t, body).await?;
         destination_ids.push(d["id"].as_str().context("destination id")?.to_owned());
