@@ -102,13 +102,13 @@ pub async fn scan_silence_forever(pool: PgPool) {
 async fn scan_silence(pool: &PgPool) -> Result<(), relay_store::StoreError> {
     loop {
         let mut tx = pool.begin().await?;
-        let silent = relay_store::silence::mark_silent(&mut tx, SILENCE_BATCH).await?;
+        let scanned = relay_store::silence::mark_silent(&mut tx, SILENCE_BATCH).await?;
         tx.commit().await?;
-        match silent {
-            Some(n) if n > 0 => tracing::info!(count = n, "sources or devices went silent"),
-            _ => return Ok(()),
+        let Some((looked, silent)) = scanned else { return Ok(()) };
+        if silent > 0 {
+            tracing::info!(count = silent, "sources or devices went silent");
         }
-        if silent < Some(SILENCE_BATCH) {
+        if looked < SILENCE_BATCH {
             return Ok(());
         }
     }

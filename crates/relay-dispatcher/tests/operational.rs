@@ -69,7 +69,11 @@ async fn a_disabled_destination_is_reported_once_across_two_dispatchers(pool: Pg
     let ops = Receiver::start().await;
     let all = Receiver::start().await;
     let tenant = fx.tenant(None, None).await;
-    let dest = fx.destination(tenant, DestinationSpec::new(gone.url("/hook"))).await;
+    // One attempt at a time per process: what the first 410s leave queued fails when its 2 s
+    // window ends while the destination is disabled.
+    let spec =
+        DestinationSpec { window_seconds: 2, max_in_flight: 1, ..DestinationSpec::new(gone.url("/hook")) };
+    let dest = fx.destination(tenant, spec).await;
     let ops_dest = fx.destination(tenant, relay_spec(&ops, &["relay.*"])).await;
     fx.destination(tenant, DestinationSpec::new(all.url("/all"))).await;
     let bodies: Vec<Vec<u8>> = (0..40).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
@@ -98,12 +102,19 @@ async fn a_disabled_destination_is_reported_once_across_two_dispatchers(pool: Pg
     assert_eq!(disabled.len(), 1, "one report of one change: {disabled:?}");
     assert_eq!(disabled[0]["data"]["destinationId"], dest.id.to_string());
     assert_eq!(disabled[0]["data"]["reason"], "the destination answered 410 Gone");
-    assert!(fx.count_status(&dest, "failed").await >= 1);
-    let reported: std::collections::HashSet<String> = typed(&ops, &ops_dest, "relay.delivery.failed")
-        .iter()
-        .map(|e| e["data"]["deliveryId"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(reported.len() as i64, failed, "each failed delivery reported once");
+    assert_eq!(failed, 40, "every delivery failed: by its 410 or by its window while disabled");
+    let reports = typed(&ops, &ops_dest, "relay.delivery.failed");
+    let reported: std::collections::HashSet<String> =
+        reports.iter().map(|e| e["data"]["deliveryId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        (reports.len() as i64, reported.len() as i64),
+        (failed, failed),
+        "each failed delivery reported once"
+    );
+    assert_eq!(stored(&fx.pool, tenant, "relay.delivery.failed").await, failed);
+    let by_window =
+        reports.iter().filter(|e| e["data"]["lastError"].as_str().is_some_and(|e| e.contains("disabled")));
+    assert!(by_window.count() > 0, "the window's end while disabled is reported too: {reports:?}");
     assert_eq!(all.count(), 0, "`*` matches none of the relay's events");
 }
 
@@ -123,6 +134,17 @@ async fn a_failing_streak_is_reported_and_its_recovery_carries_the_replay(pool: 
     let kinds = ["relay.delivery.failed", "relay.destination.recovered", "relay.destination.disabled"];
     let ops_dest = fx.destination(tenant, relay_spec(&ops, &kinds)).await;
     let running = start(&fx, test_redis(), test_config());
+    // A failure that a retry mends is a streak with no failed delivery: no event.
+    flaky.script(|s| {
+        s.statuses = [500].into();
+        s.status = 200;
+    });
+    fx.enqueue(&dest, &[b"{\"n\":0}".to_vec()]).await;
+    wait_for("the retry to succeed", Duration::from_secs(20), || async {
+        fx.count_status(&dest, "succeeded").await == 1
+    })
+    .await;
+    flaky.script(|s| s.status = 500);
     fx.enqueue(&dest, &[b"{\"n\":1}".to_vec(), b"{\"n\":2}".to_vec()]).await;
     wait_for("both failures reported", Duration::from_secs(20), || async {
         typed(&ops, &ops_dest, "relay.delivery.failed").len() == 2
@@ -143,7 +165,7 @@ async fn a_failing_streak_is_reported_and_its_recovery_carries_the_replay(pool: 
     let recovered = &typed(&ops, &ops_dest, "relay.destination.recovered")[0]["data"];
     assert_eq!((&recovered["reason"], &recovered["replayed"]), (&Value::from("answered"), &Value::from(2)));
     wait_for("the replay delivered", Duration::from_secs(20), || async {
-        fx.count_status(&dest, "succeeded").await == 3
+        fx.count_status(&dest, "succeeded").await == 4
     })
     .await;
 
@@ -167,7 +189,8 @@ async fn a_failing_streak_is_reported_and_its_recovery_carries_the_replay(pool: 
         (&recovered[1]["data"]["reason"], &recovered[1]["data"]["replayed"]),
         (&Value::from("enabled"), &Value::from(0))
     );
-    assert_eq!(typed(&ops, &ops_dest, "relay.delivery.failed").len(), 2, "a retried success is no event");
+    assert_eq!(typed(&ops, &ops_dest, "relay.delivery.failed").len(), 2);
+    assert_eq!(recovered.len(), 2, "the retried success was no event: {recovered:?}");
 
     // Deleting is not disabling: nothing is reported.
     relay_store::destinations::delete_destination(&fx.pool, tenant, dest.id).await.unwrap();
@@ -237,6 +260,12 @@ async fn silence_is_reported_once_by_a_fleet_and_its_end_after_a_restart(pool: P
         (&Value::from(watched.to_string()), &Value::from("dev_a"))
     );
 
+    let late = [seen(tenant, watched, None, 80)];
+    assert_eq!(
+        record_activity(&fx.pool, &late).await.unwrap(),
+        0,
+        "a sighting from before the silence is no return"
+    );
     let back = [seen(tenant, watched, None, 0), seen(tenant, watched, Some("dev_a"), 0)];
     assert_eq!(record_activity(&fx.pool, &back).await.unwrap(), 2);
     assert_eq!(record_activity(&fx.pool, &back).await.unwrap(), 0, "resumed once");

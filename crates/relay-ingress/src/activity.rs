@@ -50,8 +50,9 @@ impl Activity {
         }
     }
 
+    /// What was seen since the last take, in key order (the order the store locks rows in).
     fn take(&self) -> Vec<Seen> {
-        std::mem::take(&mut *self.lock())
+        let mut seen: Vec<Seen> = std::mem::take(&mut *self.lock())
             .into_iter()
             .map(|((source_id, device), (tenant_id, at))| Seen {
                 tenant_id,
@@ -59,7 +60,9 @@ impl Activity {
                 device_id: (!device.is_empty()).then_some(device),
                 at,
             })
-            .collect()
+            .collect();
+        seen.sort_by(|a, b| (a.source_id, &a.device_id).cmp(&(b.source_id, &b.device_id)));
+        seen
     }
 
     /// Puts back what a failed flush could not write (newer sightings win).
@@ -104,8 +107,7 @@ mod tests {
         activity.saw(tenant, source, Some("dev_1"), t0 + time::Duration::seconds(1));
         activity.saw(tenant, source, Some("dev_1"), t0);
         activity.saw(tenant, source, None, t0);
-        let mut seen = activity.take();
-        seen.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        let seen = activity.take();
         assert_eq!(seen.len(), 2);
         assert_eq!((seen[0].device_id.as_deref(), seen[0].at), (None, t0 + time::Duration::seconds(1)));
         assert_eq!(

@@ -360,7 +360,7 @@ pub async fn expire_disabled(
            last_error = $4, attempts_started = greatest(d.attempts_started, q.started) \
            FROM q WHERE d.tenant_id = q.tenant_id AND d.id = q.delivery_id \
            RETURNING d.id, d.attempts, d.last_status_code), \
-         fl AS (SELECT q.tenant_id, q.delivery_id, q.destination_id, q.event_id, q.keep_days, \
+         fl AS (SELECT q.tenant_id, q.delivery_id, q.destination_id, q.event_id, \
            jsonb_build_object('attempts', upd.attempts, 'lastStatusCode', upd.last_status_code, \
              'lastError', $4::text) AS detail \
            FROM q JOIN upd ON upd.id = q.delivery_id), \

@@ -12,6 +12,7 @@ use relay_core::{DeliveryId, DestinationId, EventId, SourceId, TenantId};
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::deliveries::NewDelivery;
@@ -26,7 +27,7 @@ pub const OUTBOX_CHANNEL: &str = "wap_relay_outbox";
 const STREAK_LOOKBACK: time::Duration = time::Duration::days(7);
 
 /// For a `WITH` list: one `relay.delivery.failed` row per row of `from`, a relation with the
-/// columns `tenant_id, delivery_id, destination_id, event_id, keep_days, detail` (jsonb), except
+/// columns `tenant_id, delivery_id, destination_id, event_id, detail` (jsonb), except
 /// for deliveries of the relay's own events (a report of a report would go on for ever); then a
 /// wake-up of the publishers. The statement must read `failed_wake` (a plain CTE runs only when
 /// read).
@@ -36,7 +37,7 @@ pub(crate) fn failed_sql(from: &str) -> String {
            INSERT INTO relay_outbox (tenant_id, type, destination_id, delivery_id, event_id, detail) \
            SELECT f.tenant_id, '{DELIVERY_FAILED}', f.destination_id, f.delivery_id, f.event_id, f.detail \
            FROM {from} f WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = f.tenant_id \
-             AND e.id = f.event_id AND e.keep_days = f.keep_days AND e.source_id = '{}') \
+             AND e.id = f.event_id AND e.source_id = '{}') \
            RETURNING 1 \
          ), failed_wake AS ( \
            SELECT count(pg_notify('{OUTBOX_CHANNEL}', '')) AS n FROM (SELECT 1 FROM failed_out LIMIT 1) one \
@@ -189,34 +190,54 @@ fn data_of(p: &Pending) -> Map<String, Value> {
     id("sourceId", p.source_id.map(|u| SourceId::from_uuid(u).to_string()));
     id("deviceId", p.device_id.clone());
     if let Value::Object(detail) = &p.detail.0 {
-        data.extend(detail.iter().map(|(k, v)| (k.clone(), v.clone())));
+        data.extend(detail.iter().map(|(k, v)| (k.clone(), utc_text(v))));
     }
     data
 }
 
-/// Replay on recovery: when the recovered destination asks for it (`detail.replay`), queues
-/// again the deliveries to it that became failed since its streak began.
+/// Replay on recovery: when the recovered destination asks for it (`detail.replay`) and is still
+/// enabled, queues again the deliveries to it that became failed from its streak's start until
+/// the recovery.
 async fn replay(conn: &mut PgConnection, p: &Pending) -> Result<u64> {
     let detail = &p.detail.0;
     let (Some(destination), Some(true)) = (p.destination_id, detail["replay"].as_bool()) else {
         return Ok(0);
     };
     let Some(since) = detail["since"].as_str().and_then(parse_pg_time) else { return Ok(0) };
+    let live: Option<bool> = sqlx::query_scalar(
+        "SELECT enabled AND deleted_at IS NULL FROM destinations WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(p.tenant_id)
+    .bind(destination)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if live != Some(true) {
+        return Ok(0);
+    }
     crate::deliveries::replay_destination(
         conn,
         TenantId::from_uuid(p.tenant_id),
         DestinationId::from_uuid(destination),
         since - STREAK_LOOKBACK,
-        OffsetDateTime::now_utc(),
+        p.created_at,
         false,
         Some(since),
     )
     .await
 }
 
+/// A timestamp of `detail` (as Postgres writes it, in the writer's time zone) in the form of the
+/// payload's `timestamp` (RFC 3339, UTC); any other value as it is.
+fn utc_text(v: &Value) -> Value {
+    match v.as_str().and_then(parse_pg_time) {
+        Some(t) => t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).map_or_else(|_| v.clone(), Value::from),
+        None => v.clone(),
+    }
+}
+
 /// A timestamp as `jsonb_build_object` writes a `timestamptz` (`2026-04-03T12:00:00.123+00:00`).
 fn parse_pg_time(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+    OffsetDateTime::parse(text, &Rfc3339).ok()
 }
 
 #[cfg(test)]
@@ -228,5 +249,15 @@ mod tests {
         let t = parse_pg_time("2026-04-03T12:00:00.123456+00:00").unwrap();
         assert_eq!(t.unix_timestamp(), 1_775_217_600);
         assert!(parse_pg_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn timestamps_in_data_are_utc_like_the_payloads() {
+        assert_eq!(utc_text(&"2026-04-03T14:00:00.5+02:00".into()), Value::from("2026-04-03T12:00:00.5Z"));
+        assert_eq!(
+            utc_text(&"the destination answered 410 Gone".into()),
+            Value::from("the destination answered 410 Gone")
+        );
+        assert_eq!(utc_text(&Value::from(3)), Value::from(3));
     }
 }

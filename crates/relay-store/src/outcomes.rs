@@ -227,7 +227,7 @@ pub async fn record_attempts(
            FROM a JOIN (SELECT delivery_id, lease_token, started FROM done UNION ALL SELECT * FROM again) o \
              ON o.delivery_id = a.delivery_id AND o.lease_token = a.lease_token \
            WHERE d.tenant_id = a.tenant_id AND d.id = a.delivery_id \
-           RETURNING d.id \
+           RETURNING d.id, d.attempts \
          ), hin AS ( \
            SELECT * FROM UNNEST($18::uuid[], $19::uuid[], $20::bool[], $21::timestamptz[], $22::bool[], \
              $25::bool[]) AS h(dest, tenant, reset, first_failure, gone, failed) \
@@ -261,9 +261,10 @@ pub async fn record_attempts(
          ), wake AS ( \
            SELECT pg_notify($24, '') FROM (SELECT 1 FROM done WHERE device_key IS NOT NULL LIMIT 1) one \
          ), fl AS ( \
-           SELECT a.tenant_id, a.delivery_id, a.destination_id, done.event_id, done.keep_days, \
-             jsonb_build_object('attempts', a.number, 'lastStatusCode', a.status_code, 'lastError', a.error) AS detail \
+           SELECT a.tenant_id, a.delivery_id, a.destination_id, done.event_id, \
+             jsonb_build_object('attempts', upd.attempts, 'lastStatusCode', a.status_code, 'lastError', a.error) AS detail \
            FROM a JOIN done ON done.delivery_id = a.delivery_id AND done.lease_token = a.lease_token \
+           JOIN upd ON upd.id = a.delivery_id \
            WHERE a.status = 'failed' \
          ), {} \
          SELECT (SELECT count(*) FROM upd) + 0 * (SELECT count(*) FROM wake) + 0 * (SELECT n FROM failed_wake), \

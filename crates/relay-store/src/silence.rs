@@ -33,9 +33,10 @@ fn kind_sql(silent: &str, device: &str) -> String {
 }
 
 /// Records what ingest saw (one row per key: the caller merges repeats). Keys of sources without
-/// silence alerts are ignored; a key that was silent is reported resumed, once: its row is locked
-/// (in key order, so two writers cannot deadlock) and only the writer that clears `silent_since`
-/// reports it. Returns how many came back.
+/// silence alerts are ignored. A silent key seen after it went silent is reported resumed, once:
+/// existing rows are locked and new ones inserted in key order (so two writers cannot deadlock),
+/// and only the writer that clears `silent_since` reports it. A sighting from before the silence
+/// (a flush retried late) only moves `last_seen`. Returns how many came back.
 pub async fn record_activity(db: impl PgExecutor<'_>, seen: &[Seen]) -> Result<i64> {
     if seen.is_empty() {
         return Ok(0);
@@ -56,20 +57,23 @@ pub async fn record_activity(db: impl PgExecutor<'_>, seen: &[Seen]) -> Result<i
            ORDER BY w.source_id, w.device_id FOR UPDATE OF w \
          ), u AS ( \
            UPDATE silence_watch w SET last_seen = greatest(w.last_seen, b.seen), \
-             deadline = greatest(w.last_seen, b.seen) + b.quiet, silent_since = NULL \
+             deadline = greatest(w.last_seen, b.seen) + b.quiet, \
+             silent_since = CASE WHEN b.seen > o.silent_since THEN NULL ELSE o.silent_since END \
            FROM b JOIN o ON o.source_id = b.source_id AND o.device_id = b.device_id \
            WHERE w.source_id = b.source_id AND w.device_id = b.device_id \
-           RETURNING w.tenant_id, w.source_id, w.device_id, o.silent_since AS was_silent, w.last_seen \
+           RETURNING w.tenant_id, w.source_id, w.device_id, o.silent_since AS was_silent, w.last_seen, \
+             b.seen \
          ), n AS ( \
            INSERT INTO silence_watch (source_id, device_id, tenant_id, last_seen, deadline) \
            SELECT source_id, device_id, tenant_id, seen, seen + quiet FROM b \
            WHERE NOT EXISTS (SELECT 1 FROM o WHERE o.source_id = b.source_id AND o.device_id = b.device_id) \
+           ORDER BY source_id, device_id \
            ON CONFLICT DO NOTHING \
          ), r AS ( \
            INSERT INTO relay_outbox (tenant_id, type, source_id, device_id, detail) \
            SELECT tenant_id, {}, source_id, NULLIF(device_id, ''), \
              jsonb_build_object('silentSince', was_silent, 'lastEventAt', last_seen) \
-           FROM u WHERE was_silent IS NOT NULL \
+           FROM u WHERE seen > was_silent \
            RETURNING 1 \
          ) \
          SELECT count(*) FROM r, (SELECT count(pg_notify($5, '')) FROM (SELECT 1 FROM r LIMIT 1) one) wake",
@@ -88,9 +92,10 @@ pub async fn record_activity(db: impl PgExecutor<'_>, seen: &[Seen]) -> Result<i
 
 /// One scan, when no other process is scanning (`None` otherwise): marks silent up to `limit`
 /// keys whose deadline passed and reports each, and forgets the keys of sources whose alerts
-/// were turned off or that were deleted. Returns how many went silent. Needs a transaction (the
-/// scan lock lasts until it ends).
-pub async fn mark_silent(conn: &mut sqlx::PgConnection, limit: i64) -> Result<Option<i64>> {
+/// were turned off or that were deleted. Returns how many keys it looked at (`limit`: there may
+/// be more) and how many of them went silent. Needs a transaction (the scan lock lasts until it
+/// ends).
+pub async fn mark_silent(conn: &mut sqlx::PgConnection, limit: i64) -> Result<Option<(i64, i64)>> {
     let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(SCAN_LOCK)
         .fetch_one(&mut *conn)
@@ -119,9 +124,11 @@ pub async fn mark_silent(conn: &mut sqlx::PgConnection, limit: i64) -> Result<Op
              jsonb_build_object('lastEventAt', last_seen, 'silenceAlertSeconds', secs) \
            FROM s RETURNING 1 \
          ) \
-         SELECT count(*) FROM r, (SELECT count(pg_notify($2, '')) FROM (SELECT 1 FROM r LIMIT 1) one) wake",
+         SELECT (SELECT count(*) FROM due), count(*) FROM r, \
+           (SELECT count(pg_notify($2, '')) FROM (SELECT 1 FROM r LIMIT 1) one) wake",
         kind_sql(SOURCE_SILENT, DEVICE_SILENT)
     ));
-    let silent: (i64,) = sqlx::query_as(sql).bind(limit).bind(OUTBOX_CHANNEL).fetch_one(&mut *conn).await?;
-    Ok(Some(silent.0))
+    let (looked, silent): (i64, i64) =
+        sqlx::query_as(sql).bind(limit).bind(OUTBOX_CHANNEL).fetch_one(&mut *conn).await?;
+    Ok(Some((looked, silent)))
 }

@@ -219,7 +219,8 @@ pub struct SourceUpdate {
     pub verify_token: Option<Vec<u8>>,
     /// Applies to the events received after the change.
     pub dedupe_key: Option<Vec<String>>,
-    /// A change applies to the keys watched at once (their deadlines follow); none forgets them.
+    /// A change applies to the keys watched at once (their deadlines follow, their rows locked in
+    /// key order as ingest locks them); none forgets them.
     pub silence_alert_seconds: Option<i32>,
 }
 
@@ -230,9 +231,14 @@ pub async fn update_source(
     update: &SourceUpdate,
 ) -> Result<SourceRow> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "WITH retuned AS (UPDATE silence_watch SET deadline = last_seen + $11 * interval '1 second' \
-             WHERE tenant_id = $1 AND source_id = $2 AND $11::int IS NOT NULL), \
-         forgotten AS (DELETE FROM silence_watch WHERE tenant_id = $1 AND source_id = $2 AND $11::int IS NULL) \
+        "WITH changed AS (SELECT 1 FROM sources WHERE tenant_id = $1 AND id = $2 \
+             AND silence_alert_seconds IS DISTINCT FROM $11::int), \
+         watched AS (SELECT device_id FROM silence_watch WHERE tenant_id = $1 AND source_id = $2 \
+             AND EXISTS (SELECT 1 FROM changed) ORDER BY device_id FOR UPDATE), \
+         retuned AS (UPDATE silence_watch SET deadline = last_seen + $11 * interval '1 second' \
+             WHERE source_id = $2 AND device_id IN (SELECT device_id FROM watched) AND $11::int IS NOT NULL), \
+         forgotten AS (DELETE FROM silence_watch \
+             WHERE source_id = $2 AND device_id IN (SELECT device_id FROM watched) AND $11::int IS NULL) \
          UPDATE sources SET name = $3, verification = $4, secret = $5, secret_hint = $6, \
          previous_secret = $7, previous_secret_expires_at = $8, verify_token = $9, dedupe_key = $10, \
          silence_alert_seconds = $11, updated_at = now() \
