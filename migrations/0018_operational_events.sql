@@ -54,28 +54,30 @@ CREATE INDEX silence_watch_due ON silence_watch (deadline) WHERE silent_since IS
 -- queue the streak's failed deliveries again (replay on recovery) in the transaction that
 -- publishes the event, which then carries how many.
 CREATE OR REPLACE FUNCTION destinations_on_reenable() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    kind text;
+    detail jsonb;
 BEGIN
     IF NEW.enabled AND NOT OLD.enabled THEN
-        INSERT INTO relay_outbox (tenant_id, type, destination_id, detail)
-        VALUES (NEW.tenant_id, 'relay.destination.recovered', NEW.id,
-                jsonb_build_object('reason', 'enabled', 'since', COALESCE(OLD.failing_since, OLD.disabled_at),
-                                   'replay', NEW.replay_on_recovery));
-        PERFORM pg_notify('wap_relay_outbox', '');
+        kind := 'relay.destination.recovered';
+        detail := jsonb_build_object('reason', 'enabled', 'since', COALESCE(OLD.failing_since, OLD.disabled_at),
+                                     'replay', NEW.replay_on_recovery);
         NEW.failing_since := NULL;
         NEW.disabled_reason := NULL;
         NEW.disabled_at := NULL;
         PERFORM pg_notify('wap_relay_deliveries', '');
     ELSIF OLD.enabled AND NOT NEW.enabled AND NEW.deleted_at IS NULL THEN
-        INSERT INTO relay_outbox (tenant_id, type, destination_id, detail)
-        VALUES (NEW.tenant_id, 'relay.destination.disabled', NEW.id,
-                jsonb_build_object('reason', NEW.disabled_reason, 'failingSince', NEW.failing_since));
-        PERFORM pg_notify('wap_relay_outbox', '');
+        kind := 'relay.destination.disabled';
+        detail := jsonb_build_object('reason', NEW.disabled_reason, 'failingSince', NEW.failing_since);
     ELSIF NEW.enabled AND OLD.failing_since IS NOT NULL AND NEW.failing_since IS NULL
           AND (OLD.streak_notable OR NEW.streak_notable) THEN
+        kind := 'relay.destination.recovered';
+        detail := jsonb_build_object('reason', 'answered', 'since', OLD.failing_since,
+                                     'replay', NEW.replay_on_recovery);
+    END IF;
+    IF kind IS NOT NULL THEN
         INSERT INTO relay_outbox (tenant_id, type, destination_id, detail)
-        VALUES (NEW.tenant_id, 'relay.destination.recovered', NEW.id,
-                jsonb_build_object('reason', 'answered', 'since', OLD.failing_since,
-                                   'replay', NEW.replay_on_recovery));
+        VALUES (NEW.tenant_id, kind, NEW.id, detail);
         PERFORM pg_notify('wap_relay_outbox', '');
     END IF;
     IF NEW.failing_since IS NULL THEN

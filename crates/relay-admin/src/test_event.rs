@@ -1,12 +1,12 @@
 //! `POST /v1/destinations/{id}/test`: sends a destination a test event, to see its endpoint
 //! answer (the dashboard's "send a test event"). The event is stored like any other (type
-//! `relay.test`, source: the relay itself, shown as the nil source id) with one delivery, to this
+//! `relay.test`, source: the relay itself, listed with `source_id` null) with one delivery, to this
 //! destination only and whatever its filters, attempted by the dispatchers as usual, so its
 //! attempt appears in the log with the endpoint's answer.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use relay_core::{DestinationId, EventId, SourceId};
+use relay_core::{DestinationId, EventId};
 use relay_http::{ApiError, ApiJson};
 use relay_store::deliveries::{NewDelivery, insert_deliveries, notify_due};
 use relay_store::events::{NewEvent, insert_events};
@@ -73,7 +73,7 @@ pub(crate) async fn send_test_event(
     let event = NewEvent {
         id: event_id,
         tenant_id: auth.tenant_id,
-        source_id: SourceId::from_uuid(uuid::Uuid::nil()),
+        source_id: relay_core::operational::RELAY_SOURCE,
         wap_event_id,
         event_type: TEST_EVENT_TYPE.into(),
         device_id: None,

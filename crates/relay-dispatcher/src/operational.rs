@@ -20,7 +20,7 @@ const PUBLISH_POLL: Duration = Duration::from_secs(1);
 const PUBLISH_BATCH: i64 = 200;
 
 /// How often the silence scan runs: a key is reported at most this late.
-pub const SILENCE_SCAN_EVERY: Duration = Duration::from_secs(5);
+const SILENCE_SCAN_EVERY: Duration = Duration::from_secs(5);
 
 /// Keys marked silent per scan transaction.
 const SILENCE_BATCH: i64 = 1_000;

@@ -66,7 +66,6 @@ pub struct Pending {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
     pub events: usize,
-    pub deliveries: usize,
     /// Failed deliveries queued again by replay on recovery.
     pub replayed: u64,
     /// The largest outbox id published.
@@ -158,22 +157,15 @@ pub async fn publish(
     crate::stream::notify(&mut *tx, &tenants).await?;
     tx.commit().await?;
     done.events = events.len();
-    done.deliveries = deliveries.len();
     done.last = pending.last().map(|p| p.id);
     Ok(done)
 }
 
-/// The history class of each tenant's new rows ([`crate::partitions::keep_days`]).
+/// The history class of each tenant's new rows ([`crate::partitions::keep_days`]); a tenant
+/// that is gone keeps its rows in class 0.
 async fn keep_days_of(conn: &mut PgConnection, tenants: &[Uuid]) -> Result<HashMap<Uuid, i16>> {
-    let mut keeps = HashMap::with_capacity(tenants.len());
-    for t in tenants {
-        let retention = match crate::tenants::find_tenant(&mut *conn, TenantId::from_uuid(*t)).await? {
-            Some(tenant) => tenant.limits().retention_days,
-            None => 0,
-        };
-        keeps.insert(*t, crate::partitions::keep_days(retention));
-    }
-    Ok(keeps)
+    let found = crate::tenants::find_tenants(conn, tenants).await?;
+    Ok(found.iter().map(|t| (t.id.uuid(), crate::partitions::keep_days(t.limits().retention_days))).collect())
 }
 
 /// The event's `data`: the ids concerned, in their API form, then the change's details.

@@ -78,6 +78,13 @@ pub async fn find_tenant(db: impl PgExecutor<'_>, id: TenantId) -> Result<Option
     row.map(Tenant::try_from).transpose()
 }
 
+/// The tenants among `ids` that exist, in no particular order.
+pub async fn find_tenants(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Tenant>> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE id = ANY($1)"));
+    let rows: Vec<TenantRow> = sqlx::query_as(sql).bind(ids).fetch_all(db).await?;
+    rows.into_iter().map(Tenant::try_from).collect()
+}
+
 pub async fn get_tenant(db: impl PgExecutor<'_>, id: TenantId) -> Result<Tenant> {
     find_tenant(db, id).await?.ok_or(StoreError::NotFound)
 }
