@@ -53,12 +53,12 @@ export function destinationForm(d, save) {
       { name: 'description', label: 'Description', wide: true, value: d?.description, placeholder: 'Production CRM' },
       editing ? null : { name: 'enabled', label: 'Enabled: start delivering at once', type: 'checkbox', value: true },
       { group: 'Filters', hint: 'Leave a filter empty to match everything. Separate values with commas.', fields: [
-        { name: 'event_types', label: 'Event types', value: d && !(d.event_types.length === 1 && d.event_types[0] === '*') ? d.event_types : null, placeholder: 'message.received, session.*', ...list('Exact types, prefix.* or *.') },
+        { name: 'event_types', label: 'Event types', value: d && !(d.event_types.length === 1 && d.event_types[0] === '*') ? d.event_types : null, placeholder: 'message.received, session.*', ...list('Exact types, prefix.* or *. The relay\u2019s own events (relay.destination.disabled, relay.source.silent, \u2026) come only to relay.* or their exact type, never to *.') },
         { name: 'source_ids', label: 'Source ids', value: d?.source_ids, placeholder: 'src_…', ...list() },
         { name: 'device_ids', label: 'Device ids', value: d?.device_ids, placeholder: 'dev_…', ...list() },
       ] },
       { name: 'headers', label: 'Custom headers', type: 'headers', wide: true, rows: 3, value: d?.headers, placeholder: 'X-Team: payments', hint: editing ? 'One "Name: value" per line. Credential-like values show masked (…abcd): to change the headers, type every credential in full again.' : 'One "Name: value" per line. Credential-like values are stored encrypted and shown masked afterwards.' },
-      { group: 'Format', hint: 'Standard: the event as WAPing sent it. Meta Cloud API: rewritten as Meta\u2019s WhatsApp Cloud API messages webhook, signed with X-Hub-Signature-256; events with no Meta equivalent are not sent.', fields: [
+      { group: 'Format', hint: 'WAPing: the event as WAPing sent it. Meta Cloud API: rewritten as Meta\u2019s WhatsApp Cloud API messages webhook, signed with X-Hub-Signature-256; events with no Meta equivalent are not sent.', fields: [
         { name: 'format', label: 'Format', type: 'select', value: d?.format || 'waping', options: FORMATS },
         { name: 'meta_waba_id', label: 'WABA id', value: meta.waba_id, placeholder: '102290129340398', showIf: isMeta, hint: 'entry[0].id' },
         { name: 'meta_phone_number_id', label: 'Phone number id', value: meta.phone_number_id, placeholder: '106540352242922', showIf: isMeta, hint: 'metadata.phone_number_id' },
