@@ -221,14 +221,29 @@ async fn expire_disabled(pool: &PgPool) -> Result<(), relay_store::StoreError> {
     Ok(())
 }
 
-/// Keeps the queue table vacuumed, for as long as the dispatcher runs.
+/// Devices looked at by one pass of [`relay_store::ordering::repair_heads`].
+const REPAIR_DEVICES_PER_PASS: i64 = 10_000;
+
+/// Keeps the queue table vacuumed and its per-device heads whole, for as long as the dispatcher
+/// runs: a head parked by a race is found within a pass or, with more devices than a pass looks
+/// at, within a few.
 async fn vacuum(pool: PgPool) {
     let mut every = tokio::time::interval(VACUUM_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cursor = None;
     loop {
         every.tick().await;
         if let Err(e) = relay_store::dispatch::vacuum_queue(&pool).await {
             tracing::debug!(error = %e, "vacuuming the delivery queue failed; trying again later");
+        }
+        match relay_store::ordering::repair_heads(&pool, cursor.as_ref(), REPAIR_DEVICES_PER_PASS).await {
+            Ok((repaired, next)) => {
+                if repaired > 0 {
+                    tracing::info!(repaired, "gave parked device heads their turn back");
+                }
+                cursor = next;
+            }
+            Err(e) => tracing::debug!(error = %e, "repairing device heads failed; trying again later"),
         }
     }
 }

@@ -214,20 +214,27 @@ const REQUEUE: &str = "status = 'pending', next_attempt_at = now(), completed_at
 /// keeps its count of started attempts, so the next attempt never repeats an `X-Relay-Attempt`
 /// number; its lease is cleared, so an attempt still in flight cannot overwrite the new state.
 /// Each row gets the device key of its destination's current ordering: a redelivered or
-/// replayed delivery of an ordered destination takes its place by its id (see
-/// `crate::ordering`).
+/// replayed delivery of an ordered destination takes its place by its id, parked behind an
+/// earlier queued row of its device (see `crate::ordering`).
 fn enqueue_sql(from: &str, trigger: &str) -> String {
     let key = crate::ordering::device_key_sql("ds.ordering", "e.device_id");
+    let due = crate::ordering::due_or_parked(
+        "now()",
+        "x.destination_id",
+        "k.device_key",
+        "x.id",
+        "row_number() OVER (PARTITION BY x.destination_id, k.device_key ORDER BY x.id) > 1",
+    );
     format!(
         "INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, \
            lease_token, \"trigger\", started, window_started_at, attempts_before_window, keep_days, \
            device_key) \
-         SELECT $1, x.id, x.destination_id, x.event_id, now(), NULL, '{trigger}', \
+         SELECT $1, x.id, x.destination_id, x.event_id, {due}, NULL, '{trigger}', \
            greatest(x.attempts, x.attempts_started), now(), greatest(x.attempts, x.attempts_started), \
-           x.keep_days, (SELECT {key} FROM events e, destinations ds \
-             WHERE e.tenant_id = $1 AND e.id = x.event_id AND ds.id = x.destination_id) \
-         FROM {from} x \
-         ON CONFLICT (tenant_id, delivery_id) DO UPDATE SET due_at = now(), lease_token = NULL, \
+           x.keep_days, k.device_key \
+         FROM {from} x LEFT JOIN LATERAL (SELECT {key} AS device_key FROM events e, destinations ds \
+             WHERE e.tenant_id = $1 AND e.id = x.event_id AND ds.id = x.destination_id) k ON true \
+         ON CONFLICT (tenant_id, delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, lease_token = NULL, \
            \"trigger\" = EXCLUDED.\"trigger\", window_started_at = now(), \
            attempts_before_window = delivery_queue.started, device_key = EXCLUDED.device_key"
     )

@@ -385,12 +385,24 @@ pub async fn rekey_queued(
     ordering: DeliveryOrdering,
 ) -> Result<()> {
     let key = crate::ordering::device_key_sql("$3", "e.device_id");
+    let parked = crate::ordering::PARKED;
+    // The new key of every queued row, and its rank in its device: rows behind their device's
+    // first are parked (unless in flight), rows that no longer wait are due now.
     let sql = sqlx::AssertSqlSafe(format!(
-        "WITH q AS ( \
-           UPDATE delivery_queue q SET device_key = {key} \
-           FROM events e WHERE q.tenant_id = $1 AND q.destination_id = $2 \
-             AND e.tenant_id = q.tenant_id AND e.id = q.event_id \
-             AND q.device_key IS DISTINCT FROM {key} \
+        "WITH k AS ( \
+           SELECT q.tenant_id, q.delivery_id, {key} AS device_key, \
+             row_number() OVER (PARTITION BY {key} ORDER BY q.delivery_id) AS rn \
+           FROM delivery_queue q JOIN events e ON e.tenant_id = q.tenant_id AND e.id = q.event_id \
+           WHERE q.tenant_id = $1 AND q.destination_id = $2 \
+         ), n AS ( \
+           SELECT k.*, CASE WHEN q.lease_token IS NOT NULL THEN q.due_at \
+             WHEN k.device_key IS NOT NULL AND k.rn > 1 THEN {parked} \
+             WHEN q.due_at = {parked} THEN now() ELSE q.due_at END AS due_at \
+           FROM k JOIN delivery_queue q ON q.tenant_id = k.tenant_id AND q.delivery_id = k.delivery_id \
+         ), q AS ( \
+           UPDATE delivery_queue q SET device_key = n.device_key, due_at = n.due_at FROM n \
+           WHERE q.tenant_id = n.tenant_id AND q.delivery_id = n.delivery_id \
+             AND (q.device_key IS DISTINCT FROM n.device_key OR q.due_at <> n.due_at) \
            RETURNING 1) \
          SELECT pg_notify($4, '') FROM (SELECT 1 FROM q LIMIT 1) one"
     ));

@@ -56,7 +56,20 @@ pub async fn list_due_destinations(
     skip_destinations: &[Uuid],
     skip_tenants: &[Uuid],
 ) -> Result<Vec<DueDestination>> {
-    let sql = sqlx::AssertSqlSafe(format!(
+    let sql = sqlx::AssertSqlSafe(due_sql());
+    let rows: Vec<DueRow> = sqlx::query_as(sql)
+        .bind(i64::from(count_cap))
+        .bind(skip_destinations)
+        .bind(skip_tenants)
+        .fetch_all(db)
+        .await?;
+    rows.into_iter().map(due_destination).collect()
+}
+
+/// The statement of [`list_due_destinations`] (`$1` count cap, `$2` destinations and `$3`
+/// tenants to skip).
+pub(crate) fn due_sql() -> String {
+    format!(
         "WITH RECURSIVE t(destination_id) AS ( \
            (SELECT destination_id FROM delivery_queue ORDER BY destination_id LIMIT 1) \
            UNION ALL \
@@ -79,14 +92,7 @@ pub async fn list_due_destinations(
          FROM due JOIN destinations ON destinations.id = due.due_id \
          JOIN (SELECT id AS te_id, plan, limits FROM tenants WHERE status = 'active') te \
            ON te.te_id = destinations.tenant_id"
-    ));
-    let rows: Vec<DueRow> = sqlx::query_as(sql)
-        .bind(i64::from(count_cap))
-        .bind(skip_destinations)
-        .bind(skip_tenants)
-        .fetch_all(db)
-        .await?;
-    rows.into_iter().map(due_destination).collect()
+    )
 }
 
 /// The destinations among `ids` that can be attempted now (enabled, not paused, not deleted,
@@ -178,28 +184,7 @@ pub async fn claim_deliveries(
     let destinations: Vec<Uuid> = requests.iter().map(|r| r.destination_id.uuid()).collect();
     let counts: Vec<i32> = requests.iter().map(|r| i32::try_from(r.count).unwrap_or(i32::MAX)).collect();
     let leases: Vec<i64> = requests.iter().map(|r| i64::from(r.lease_ms)).collect();
-    // An ordered delivery's retry window starts at its first attempt: the time it waited behind
-    // its device's head does not count against it.
-    let sql = sqlx::AssertSqlSafe(format!(
-        "WITH w AS ( \
-           SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::bigint[]) AS w(destination_id, n, lease_ms) \
-         ), picked AS ( \
-           SELECT p.tenant_id, p.delivery_id, p.event_id, w.lease_ms FROM w CROSS JOIN LATERAL ( \
-             SELECT q.tenant_id, q.delivery_id, q.event_id FROM delivery_queue q \
-             WHERE q.destination_id = w.destination_id AND q.due_at <= now() AND {HEAD_OF_DEVICE} \
-             ORDER BY q.due_at LIMIT w.n FOR UPDATE SKIP LOCKED) p \
-         ) \
-         UPDATE delivery_queue q \
-         SET due_at = now() + p.lease_ms * interval '1 millisecond', lease_token = $4, \
-             started = q.started + 1, \
-             window_started_at = CASE WHEN q.device_key IS NOT NULL AND q.started = 0 THEN now() \
-               ELSE q.window_started_at END \
-         FROM picked p LEFT JOIN events e ON e.tenant_id = p.tenant_id AND e.id = p.event_id \
-         WHERE q.tenant_id = p.tenant_id AND q.delivery_id = p.delivery_id \
-         RETURNING q.delivery_id, q.tenant_id, q.event_id, q.destination_id, q.started, q.\"trigger\", \
-                   q.window_started_at, q.attempts_before_window, \
-                   e.wap_event_id, e.type AS event_type, e.body"
-    ));
+    let sql = sqlx::AssertSqlSafe(claim_sql());
     let rows: Vec<ClaimRow> = sqlx::query_as(sql)
         .bind(destinations)
         .bind(counts)
@@ -231,6 +216,32 @@ pub async fn claim_deliveries(
         })
         .collect();
     Ok(claimed)
+}
+
+/// The statement of [`claim_deliveries`] (`$1..$3` destinations, counts and lease lengths,
+/// `$4` the lease token). An ordered delivery's retry window starts at its first attempt: the
+/// time it waited behind its device's head does not count against it.
+pub(crate) fn claim_sql() -> String {
+    format!(
+        "WITH w AS ( \
+           SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::bigint[]) AS w(destination_id, n, lease_ms) \
+         ), picked AS ( \
+           SELECT p.tenant_id, p.delivery_id, p.event_id, w.lease_ms FROM w CROSS JOIN LATERAL ( \
+             SELECT q.tenant_id, q.delivery_id, q.event_id FROM delivery_queue q \
+             WHERE q.destination_id = w.destination_id AND q.due_at <= now() AND {HEAD_OF_DEVICE} \
+             ORDER BY q.due_at LIMIT w.n FOR UPDATE SKIP LOCKED) p \
+         ) \
+         UPDATE delivery_queue q \
+         SET due_at = now() + p.lease_ms * interval '1 millisecond', lease_token = $4, \
+             started = q.started + 1, \
+             window_started_at = CASE WHEN q.device_key IS NOT NULL AND q.started = 0 THEN now() \
+               ELSE q.window_started_at END \
+         FROM picked p LEFT JOIN events e ON e.tenant_id = p.tenant_id AND e.id = p.event_id \
+         WHERE q.tenant_id = p.tenant_id AND q.delivery_id = p.delivery_id \
+         RETURNING q.delivery_id, q.tenant_id, q.event_id, q.destination_id, q.started, q.\"trigger\", \
+                   q.window_started_at, q.attempts_before_window, \
+                   e.wap_event_id, e.type AS event_type, e.body"
+    )
 }
 
 /// A leased row to hand back, due again at `at` (now when `None`).

@@ -17,10 +17,19 @@ use crate::events::NewEvent;
 /// Inserts `$1..$7` (delivery ids, tenants, events, destinations, lease lengths in ms with 0 for
 /// "due now", the lease token, device keys for per-device ordering) into the log and the queue,
 /// for the rows whose event is in `ins` (a CTE of the new events' `id` and `keep_days`, the class
-/// the deliveries are written in too); `dq` returns each queue row's lease. Every caller that creates
-/// deliveries goes through this text, so the log and the queue can never disagree.
+/// the deliveries are written in too); `dq` returns each queue row's lease and whether it is due
+/// now. A keyed row behind an earlier one of its device (queued, or earlier in this batch) is
+/// parked (`crate::ordering`). Every caller that creates deliveries goes through this text, so the
+/// log and the queue can never disagree.
 pub(crate) fn queue_sql(first: usize) -> String {
     let p = |k: usize| format!("${}", first + k);
+    let due = crate::ordering::due_or_parked(
+        "now() + d.lease_ms * interval '1 millisecond'",
+        "d.destination_id",
+        "d.device_key",
+        "d.id",
+        "k.rn > 1",
+    );
     format!(
         "d AS ( \
            SELECT d.*, ins.keep_days FROM UNNEST({0}::uuid[], {1}::uuid[], {2}::uuid[], {3}::uuid[], \
@@ -32,11 +41,12 @@ pub(crate) fn queue_sql(first: usize) -> String {
          ), dq AS ( \
            INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, \
              lease_token, started, window_started_at, keep_days, device_key) \
-           SELECT tenant_id, id, destination_id, event_id, \
-             now() + lease_ms * interval '1 millisecond', \
-             CASE WHEN lease_ms > 0 THEN {5}::uuid END, (lease_ms > 0)::int, now(), keep_days, device_key \
-           FROM d \
-           RETURNING lease_token \
+           SELECT d.tenant_id, d.id, d.destination_id, d.event_id, {due}, \
+             CASE WHEN d.lease_ms > 0 THEN {5}::uuid END, (d.lease_ms > 0)::int, now(), d.keep_days, \
+             d.device_key \
+           FROM d LEFT JOIN (SELECT id, row_number() OVER (PARTITION BY destination_id, device_key \
+               ORDER BY id) AS rn FROM d WHERE device_key IS NOT NULL) k ON k.id = d.id \
+           RETURNING lease_token, due_at < 'infinity' AS due \
          )",
         p(0),
         p(1),
@@ -143,7 +153,7 @@ pub async fn store_events_in_xact(
            RETURNING id, keep_days \
          ), {} \
          SELECT ins.id, pg_current_xact_id()::text::bigint FROM ins, \
-           (SELECT count(pg_notify($16, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL LIMIT 1) one) wake",
+           (SELECT count(pg_notify($16, '')) FROM (SELECT 1 FROM dq WHERE lease_token IS NULL AND due LIMIT 1) one) wake",
         queue_sql(9)
     ));
     let q = sqlx::query_as::<_, (Uuid, i64)>(sql)

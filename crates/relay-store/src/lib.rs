@@ -20,7 +20,7 @@ pub mod keyset;
 pub mod limiter;
 pub mod listen;
 mod live;
-mod ordering;
+pub mod ordering;
 pub mod outbox;
 pub mod outcomes;
 pub mod partitions;

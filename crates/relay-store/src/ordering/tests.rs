@@ -14,6 +14,8 @@ use crate::dispatch::{ClaimRequest, ClaimedDelivery, Trigger, claim_deliveries, 
 use crate::events::{NewEvent, insert_events};
 use crate::outcomes::{AttemptOutcome, AttemptRecord, NextState, record_attempts};
 
+mod parked;
+
 struct Queue {
     pool: PgPool,
     tenant: TenantId,
