@@ -94,7 +94,8 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its sources, `: `-separated: what a log line needs to say why.
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -32,12 +32,14 @@ const BACKLOG_RETRY_AFTER_SECONDS: u64 = 30;
 /// How long WAPing is asked to wait when the write queue is full.
 const OVERLOAD_RETRY_AFTER_SECONDS: u64 = 1;
 
+/// The answer to a store failure; a 500's whole cause chain goes to the log (a constraint, a
+/// size limit), never to the client.
 pub fn store_error(e: &StoreError) -> ApiError {
     if e.is_unavailable() {
-        tracing::warn!(error = %e, "database unavailable during ingest");
+        tracing::warn!(error = %relay_http::cause_chain(e), "database unavailable during ingest");
         ApiError::unavailable()
     } else {
-        ApiError::internal(e.to_string())
+        ApiError::internal(relay_http::cause_chain(e))
     }
 }
 
@@ -201,7 +203,7 @@ async fn accept(
         .with_retry_after(BACKLOG_RETRY_AFTER_SECONDS));
     };
 
-    let dedupe_id = dedupe_id(source, &body);
+    let dedupe_id = dedupe_id(source, &body).map_err(|e| ApiError::bad_request("invalid_event", e))?;
     let identity = dedupe_id.as_deref().unwrap_or(&envelope.wap_event_id);
     if state.inner.redis.seen_event(source.source_id(), identity).await == Some(true) {
         return Ok(answer(Stored::Duplicate));
@@ -233,10 +235,11 @@ async fn accept(
 }
 
 /// The event's identity under its source's dedupe key, if the source has one and the event holds
-/// its values (else it is identified by its eventId). The body already parsed as an event.
-fn dedupe_id(source: &relay_store::sources::SourceRow, body: &[u8]) -> Option<String> {
-    let pointers = source.dedupe_key.as_deref()?;
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+/// its values (else it is identified by its eventId); `Err` when the values are too long to be an
+/// identity. The body already parsed as an event.
+fn dedupe_id(source: &relay_store::sources::SourceRow, body: &[u8]) -> Result<Option<String>, String> {
+    let Some(pointers) = source.dedupe_key.as_deref() else { return Ok(None) };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else { return Ok(None) };
     relay_core::dedupe::identity(&value, pointers)
 }
 

@@ -92,3 +92,66 @@ async fn the_ingest_rate_holds(h: Harness) {
     assert_eq!(h.post_signed(other_source, &event("o1")).await.status(), 200);
     assert_eq!(h.events(other).await, 1);
 }
+
+/// A message with a 200 KB value where the source's dedupe key points (CONTRACT §10): refused at
+/// once with a 400 that says why (it used to fail to store with a 500 forever, and to poison every
+/// batch it joined); another tenant's events in the same moment are stored; and Redis keeps a
+/// fixed-size key per stored event, whatever the event's identity.
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn an_outsized_dedupe_value_is_refused_clearly_and_costs_redis_nothing(pool: PgPool) {
+    let h = Harness::start(pool).await;
+    let (tenant, source) = h.setup(Plan::Growth).await;
+    let (other_tenant, other) = h.setup(Plan::Growth).await;
+    sqlx::query("UPDATE sources SET dedupe_key = ARRAY['/message/body'] WHERE id = $1")
+        .bind(source.uuid())
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    let body_of = |id: &str, text: &str| {
+        serde_json::json!({"eventId": id, "type": "message.received", "timestamp": "2026-04-03T12:00:00Z",
+            "deviceId": "dev_1", "message": {"id": id, "body": text}})
+        .to_string()
+    };
+    let huge = "x".repeat(200_000);
+    let posts = (0..8).map(|i| {
+        let (h, body) = (&h, body_of(&format!("big_{i}"), &huge));
+        async move { h.post_signed(source, &body).await }
+    });
+    let others = (0..8).map(|i| {
+        let h = &h;
+        async move { h.post_signed(other, &event(&format!("small_{i}"))).await.status() }
+    });
+    let (big, small) = tokio::join!(futures::future::join_all(posts), futures::future::join_all(others));
+    assert!(small.iter().all(|s| *s == 200), "the other tenant is stored: {small:?}");
+    for response in big {
+        let (status, code, problem) = problem(response).await;
+        assert_eq!((status, code.as_str()), (400, "invalid_event"), "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("/message/body") && detail.contains("1024"), "{detail}");
+    }
+    assert_eq!(h.events(other_tenant).await, 8);
+    assert_eq!(h.events(tenant).await, 0);
+
+    // A value that fits is the event's identity, and Redis's key for it is a fixed-size digest.
+    let long_id = "y".repeat(900);
+    for id in ["fits_1", "fits_2"] {
+        let answer = h.post_signed(source, &body_of(id, &long_id)).await.text().await.unwrap();
+        let expected =
+            if id == "fits_1" { r#"{"received":true}"# } else { r#"{"received":true,"duplicate":true}"# };
+        assert_eq!(answer, expected);
+    }
+    use deadpool_redis::redis::cmd;
+    let prefix = h.redis.key("d:");
+    let pattern = format!("{prefix}*");
+    // One key per stored event (the other tenant's 8 and fits_1), written after each answer.
+    eventually("the fast path to remember every stored event", || async {
+        h.redis.query::<Vec<String>>(cmd("KEYS").arg(&pattern)).await.unwrap().len() == 9
+    })
+    .await;
+    let keys: Vec<String> = h.redis.query(cmd("KEYS").arg(&pattern)).await.unwrap();
+    for key in &keys {
+        assert_eq!(key.len(), prefix.len() + 32, "a fixed-size key: {key}");
+        let bytes: i64 = h.redis.query(cmd("MEMORY").arg("USAGE").arg(key)).await.unwrap();
+        assert!(bytes <= 200, "{key} costs Redis {bytes} bytes");
+    }
+}

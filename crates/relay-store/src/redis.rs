@@ -173,14 +173,16 @@ impl Redis {
         self.bounded(exchange).await
     }
 
-    fn dedupe_key(&self, source: SourceId, wap_event_id: &str) -> String {
-        self.key(&format!("dedupe:{}:{wap_event_id}", source.uuid().simple()))
+    /// The fast path's key of an identity: a fixed-size digest, so Redis holds the same few
+    /// bytes per event whatever its eventId or dedupe values (CONTRACT §10).
+    fn dedupe_key(&self, source: SourceId, identity: &str) -> String {
+        self.key(&format!("d:{}", relay_core::dedupe::digest(source, identity)))
     }
 
     /// The fast path of dedupe: `Some(true)` only for an event known to be stored (the key is
     /// written after the commit). `None` means "ask Postgres".
-    pub async fn seen_event(&self, source: SourceId, wap_event_id: &str) -> Option<bool> {
-        let exists: i64 = self.query(redis::cmd("EXISTS").arg(self.dedupe_key(source, wap_event_id))).await?;
+    pub async fn seen_event(&self, source: SourceId, identity: &str) -> Option<bool> {
+        let exists: i64 = self.query(redis::cmd("EXISTS").arg(self.dedupe_key(source, identity))).await?;
         Some(exists > 0)
     }
 
