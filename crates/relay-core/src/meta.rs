@@ -153,6 +153,12 @@ pub fn to_meta(event_body: &[u8], ctx: &MetaContext) -> Result<Option<Vec<u8>>, 
     })
 }
 
+/// Whether a raw WAPing event has a Meta equivalent: the answer of [`map_event`], which does not
+/// depend on the destination's context (that only fills values in).
+pub fn has_equivalent(event_body: &[u8]) -> bool {
+    matches!(map_event(event_body, &MetaContext::default()), Ok(Mapping::Body(_)))
+}
+
 /// [`to_meta`], saying why an event is not fanned out.
 pub fn map_event(event_body: &[u8], ctx: &MetaContext) -> Result<Mapping, MetaError> {
     let Inbound::Event(envelope) = parse_inbound(event_body)? else {

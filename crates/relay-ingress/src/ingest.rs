@@ -224,10 +224,14 @@ async fn accept(
         keep_days: relay_store::partitions::keep_days(limits.retention_days),
     };
     let ttl = Duration::from_secs(u64::from(limits.retention_days.max(1)) * 86_400);
-    let stored = state.inner.writer.store(event, ttl).await.map_err(|refused| match refused {
-        Refused::Overloaded => overloaded("write"),
-        Refused::Store(e) => store_error(&e),
-    })?;
+    // Mapped here, in the request's own task, once: the shared writer only reads the answer.
+    let meta_equivalent =
+        matching.iter().any(|d| d.meta.is_some()) && relay_core::meta::has_equivalent(&event.body);
+    let stored =
+        state.inner.writer.store(event, ttl, meta_equivalent).await.map_err(|refused| match refused {
+            Refused::Overloaded => overloaded("write"),
+            Refused::Store(e) => store_error(&e),
+        })?;
     if let Stored::New { deliveries, xact } = stored {
         admission.stored(deliveries, xact);
     }

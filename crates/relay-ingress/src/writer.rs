@@ -5,9 +5,13 @@
 //! light load a batch is one event and nothing waits; under heavy load many requests share one
 //! commit (one WAL flush), which is what makes high ingest rates possible.
 //!
-//! The queue is bounded by count, by bytes and by the age of its oldest job: past any bound a new
-//! request is refused at once ([`Refused::Overloaded`], answered 503 with `Retry-After`), so an
-//! overload costs WAPing a fast retry instead of every request a growing wait.
+//! The queue is bounded by count, by bytes and by the age of each tenant's oldest job, and shared
+//! fairly between tenants ([`fair`]): past a bound a new request of the tenant over its share is
+//! refused at once ([`Refused::Overloaded`], answered 503 with `Retry-After`), so an overload
+//! costs WAPing a fast retry instead of every request a growing wait, and one tenant's flood
+//! costs the others nothing. The request's own task decides what needs the event's body
+//! (whether it has a Meta equivalent) before queueing it: the shared writer only matches and
+//! stores.
 //!
 //! With a local dispatcher ([`Handoff`]), the deliveries it takes are queued already leased to it
 //! and handed over after the commit, with the event in memory. Deliveries held by per-device
@@ -19,7 +23,7 @@
 //! than an unavailable database is retried one event at a time. Every reservation made with the
 //! hand-off is handed over or cancelled, whatever happens to the batch (even a panic).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +38,9 @@ use uuid::Uuid;
 use crate::source_cache::ConfigCache;
 use crate::streamed::Streamed;
 
+mod fair;
+use fair::{Bounds, FairQueue, Queued};
+
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Transactions in flight at once.
@@ -42,11 +49,14 @@ pub struct WriterConfig {
     pub max_batch: usize,
     /// Most bytes of event bodies in one transaction.
     pub max_batch_bytes: usize,
-    /// Most requests waiting for a writer, by count and by body bytes.
+    /// Most requests waiting for a writer, by count and by body bytes (a tenant below its equal
+    /// share may pass these, up to twice; see [`fair`]).
     pub queue: usize,
     pub queue_bytes: usize,
-    /// A request is refused while the oldest waiting one has waited this long.
+    /// A tenant's request is refused while its oldest waiting one has waited this long.
     pub max_wait: Duration,
+    /// Most bytes of one tenant's bodies in one transaction, beyond its first event.
+    pub tenant_batch_bytes: usize,
 }
 
 impl Default for WriterConfig {
@@ -58,6 +68,7 @@ impl Default for WriterConfig {
             queue: 4_096,
             queue_bytes: 64 << 20,
             max_wait: Duration::from_millis(75),
+            tenant_batch_bytes: 1 << 20,
         }
     }
 }
@@ -81,25 +92,35 @@ pub enum Refused {
 
 struct Job {
     event: NewEvent,
+    /// Whether the event has a Meta Cloud API equivalent (decided by the request, see
+    /// [`Writer::store`]).
+    meta_equivalent: bool,
     dedupe_ttl: Duration,
     queued_at: Instant,
     reply: oneshot::Sender<Result<Stored, Arc<StoreError>>>,
 }
 
-#[derive(Default)]
-struct Queue {
-    jobs: VecDeque<Job>,
-    bytes: usize,
+impl Queued for Job {
+    fn tenant(&self) -> TenantId {
+        self.event.tenant_id
+    }
+    fn bytes(&self) -> usize {
+        self.event.body.len()
+    }
+    fn queued_at(&self) -> Instant {
+        self.queued_at
+    }
 }
 
 struct Shared {
-    queue: Mutex<Queue>,
+    queue: Mutex<FairQueue<Job>>,
     ready: Notify,
+    bounds: Bounds,
     config: WriterConfig,
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FairQueue<Job>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -118,7 +139,15 @@ impl Writer {
         cache: Arc<ConfigCache>,
         handoff: Option<Arc<dyn Handoff>>,
     ) -> Self {
-        let shared = Arc::new(Shared { queue: Mutex::default(), ready: Notify::new(), config });
+        let bounds = Bounds {
+            queue: config.queue,
+            queue_bytes: config.queue_bytes,
+            max_wait: config.max_wait,
+            max_batch: config.max_batch.max(1),
+            max_batch_bytes: config.max_batch_bytes,
+            tenant_batch_bytes: config.tenant_batch_bytes,
+        };
+        let shared = Arc::new(Shared { queue: Mutex::default(), ready: Notify::new(), bounds, config });
         let streamed = Streamed::start(redis.clone(), &pool);
         let deps = Arc::new(Deps { pool, redis, cache, handoff, streamed, coverage: Default::default() });
         tokio::spawn(collect(shared.clone(), deps));
@@ -126,22 +155,19 @@ impl Writer {
     }
 
     /// Stores one event (unless it is a duplicate) and its deliveries; returns after the commit.
-    /// `dedupe_ttl` is how long the Redis fast path remembers it (the tenant's retention).
-    pub async fn store(&self, event: NewEvent, dedupe_ttl: Duration) -> Result<Stored, Refused> {
+    /// `dedupe_ttl` is how long the Redis fast path remembers it (the tenant's retention);
+    /// `meta_equivalent` whether it goes to the tenant's `meta_cloud_api` destinations (the
+    /// request's task maps the body once, so the shared writer never does).
+    pub async fn store(
+        &self,
+        event: NewEvent,
+        dedupe_ttl: Duration,
+        meta_equivalent: bool,
+    ) -> Result<Stored, Refused> {
         let (reply, answer) = oneshot::channel();
-        {
-            let config = &self.shared.config;
-            let mut queue = self.shared.lock();
-            let len = event.body.len();
-            let stale = queue.jobs.front().is_some_and(|j| j.queued_at.elapsed() >= config.max_wait);
-            if stale
-                || queue.jobs.len() >= config.queue
-                || (!queue.jobs.is_empty() && queue.bytes + len > config.queue_bytes)
-            {
-                return Err(Refused::Overloaded);
-            }
-            queue.bytes += len;
-            queue.jobs.push_back(Job { event, dedupe_ttl, queued_at: Instant::now(), reply });
+        let job = Job { event, meta_equivalent, dedupe_ttl, queued_at: Instant::now(), reply };
+        if self.shared.lock().push(job, &self.shared.bounds).is_err() {
+            return Err(Refused::Overloaded);
         }
         self.shared.ready.notify_one();
         match answer.await {
@@ -163,31 +189,13 @@ struct Deps {
     coverage: relay_store::partitions::Coverage,
 }
 
-/// Takes the next batch: up to `max_batch` jobs and `max_batch_bytes` (at least one job).
-fn take_batch(shared: &Shared) -> Vec<Job> {
-    let config = &shared.config;
-    let mut queue = shared.lock();
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    while let Some(job) = queue.jobs.front() {
-        let len = job.event.body.len();
-        if !batch.is_empty() && (batch.len() >= config.max_batch || bytes + len > config.max_batch_bytes) {
-            break;
-        }
-        bytes += len;
-        batch.push(queue.jobs.pop_front().expect("front exists"));
-    }
-    queue.bytes -= bytes;
-    batch
-}
-
 async fn collect(shared: Arc<Shared>, deps: Arc<Deps>) {
     let slots = Arc::new(Semaphore::new(shared.config.writers.max(1)));
     loop {
         // Wait for a free writer first: while all are busy, requests pile up into the next batch.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let batch = loop {
-            let batch = take_batch(&shared);
+            let batch = shared.lock().take_batch(&shared.bounds);
             if !batch.is_empty() {
                 break batch;
             }
@@ -204,7 +212,8 @@ async fn collect(shared: Arc<Shared>, deps: Arc<Deps>) {
 async fn write(deps: &Deps, batch: Vec<Job>) {
     metrics::histogram!("relay_ingest_batch_size").record(batch.len() as f64);
     let events: Vec<NewEvent> = batch.iter().map(|j| j.event.clone()).collect();
-    match guarded(deps, &events).await {
+    let metas: Vec<bool> = batch.iter().map(|j| j.meta_equivalent).collect();
+    match guarded(deps, &events, &metas).await {
         Ok(outcomes) => finish(deps, batch, outcomes).await,
         Err(e) if e.is_unavailable() || batch.len() == 1 => {
             let e = Arc::new(e);
@@ -215,7 +224,7 @@ async fn write(deps: &Deps, batch: Vec<Job>) {
         Err(e) => {
             tracing::warn!(error = %e, batch.size = batch.len(), "ingest batch failed; storing its events one by one");
             for job in batch {
-                let result = guarded(deps, std::slice::from_ref(&job.event)).await;
+                let result = guarded(deps, std::slice::from_ref(&job.event), &[job.meta_equivalent]).await;
                 match result {
                     Ok(outcomes) => finish(deps, vec![job], outcomes).await,
                     Err(e) => {
@@ -251,9 +260,9 @@ async fn finish(deps: &Deps, batch: Vec<Job>, outcomes: Vec<Stored>) {
 
 /// [`store_batch`], with a panic turned into an error: whatever goes wrong with one event, the
 /// batch falls back to storing its events one by one, so the others are still answered.
-async fn guarded(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
+async fn guarded(deps: &Deps, events: &[NewEvent], metas: &[bool]) -> Result<Vec<Stored>, StoreError> {
     use futures::FutureExt;
-    std::panic::AssertUnwindSafe(store_batch(deps, events))
+    std::panic::AssertUnwindSafe(store_batch(deps, events, metas))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| Err(StoreError::Corrupt("storing an ingest batch panicked".into())))
@@ -288,8 +297,9 @@ struct Candidate {
 /// deliveries of the new ones in one statement (one transaction), then hands the reserved
 /// deliveries of new events over. Returns one outcome per input event.
 ///
-/// A `meta_cloud_api` destination gets only the events that map to Meta's webhook.
-async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
+/// A `meta_cloud_api` destination gets only the events that map to Meta's webhook (`metas`, one
+/// per event, as the requests found).
+async fn store_batch(deps: &Deps, events: &[NewEvent], metas: &[bool]) -> Result<Vec<Stored>, StoreError> {
     let tenants: Vec<TenantId> =
         events.iter().map(|e| e.tenant_id).collect::<HashSet<_>>().into_iter().collect();
     deps.coverage.ensure(&deps.pool, events.iter().map(|e| e.keep_days)).await?;
@@ -297,11 +307,11 @@ async fn store_batch(deps: &Deps, events: &[NewEvent]) -> Result<Vec<Stored>, St
     let mut reservations = Reservations { handoff: deps.handoff.clone(), held: Vec::new() };
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut per_event = Vec::with_capacity(events.len());
-    for event in events {
+    for (event, &meta_equivalent) in events.iter().zip(metas) {
         let key = event.key();
         let before = candidates.len();
         for d in fanout.get(&event.tenant_id).into_iter().flat_map(|v| v.iter()) {
-            if !d.filter.matches(&key) || !has_meta_equivalent(d, event) {
+            if !d.filter.matches(&key) || (d.meta.is_some() && !meta_equivalent) {
                 continue;
             }
             let device_key = d.ordering.device_key(event.device_id.as_deref()).map(str::to_owned);
@@ -376,10 +386,4 @@ fn hand_over(
     if !fresh.is_empty() {
         handoff.hand_over(fresh);
     }
-}
-
-/// Whether `event` goes to `d` as far as its format is concerned: always for the waping
-/// format; for `meta_cloud_api` only when it has a Meta equivalent.
-fn has_meta_equivalent(d: &relay_store::destinations::FanoutDestination, event: &NewEvent) -> bool {
-    d.meta.as_ref().is_none_or(|ctx| matches!(relay_core::meta::to_meta(&event.body, ctx), Ok(Some(_))))
 }

@@ -114,3 +114,49 @@ async fn many_distinct_concurrent_events_are_all_stored(pool: PgPool) {
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!((h.events(tenant).await, h.deliveries(tenant).await), (300, 600));
 }
+
+/// A `meta_cloud_api` destination gets only the events with a Meta equivalent (the request maps
+/// each event once, outside the shared writer), in batches that also carry events without one.
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn meta_destinations_get_only_events_with_a_meta_equivalent(pool: PgPool) {
+    let h = Harness::start(pool).await;
+    let (tenant, source) = h.setup(Plan::Pro).await;
+    let waping = h.destination(tenant, None, &["*"], None).await;
+    let mut metas = Vec::new();
+    for _ in 0..5 {
+        let id = h.destination(tenant, None, &["*"], None).await;
+        sqlx::query("UPDATE destinations SET format = 'meta_cloud_api' WHERE id = $1")
+            .bind(id)
+            .execute(&h.pool)
+            .await
+            .unwrap();
+        metas.push(id);
+    }
+    let events = [
+        ("m1", "message.received"),
+        ("s1", "session.status"),
+        ("m2", "message.delivered"),
+        ("x1", "contact.updated"),
+    ];
+    let bodies: Vec<String> = events.iter().map(|(id, kind)| event_of(id, kind, Some("dev_1"))).collect();
+    let posts = bodies.iter().map(|body| h.post_signed(source, body));
+    for response in futures::future::join_all(posts).await {
+        assert_eq!(response.status(), 200);
+    }
+    let per_event: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT e.wap_event_id, count(*) FILTER (WHERE d.destination_id = $2), \
+           count(*) FILTER (WHERE d.destination_id = ANY($3)) \
+         FROM events e JOIN deliveries d ON d.tenant_id = e.tenant_id AND d.event_id = e.id \
+         WHERE e.tenant_id = $1 GROUP BY 1 ORDER BY 1",
+    )
+    .bind(tenant.uuid())
+    .bind(waping)
+    .bind(&metas)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    let expected = [("m1", 1, 5), ("m2", 1, 5), ("s1", 1, 0), ("x1", 1, 0)];
+    let expected: Vec<(String, i64, i64)> =
+        expected.iter().map(|(e, w, m)| (e.to_string(), *w, *m)).collect();
+    assert_eq!(per_event, expected);
+}

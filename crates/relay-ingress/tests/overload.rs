@@ -72,3 +72,75 @@ async fn a_stuck_write_path_sheds_fast_503s_and_loses_nothing_it_accepted(
     let accepted = answers.iter().filter(|(s, ..)| *s == 200).count();
     assert_eq!(stored.len(), 2 + accepted, "exactly the accepted events are stored: {stored:?}");
 }
+
+/// One tenant flooding the write queue with big events while the database does not commit: it
+/// is refused once it holds the queue, and another tenant's small events are still let in and
+/// stored (CONTRACT §10); nothing accepted is lost.
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_tenant_flooding_the_write_queue_is_refused_and_the_others_are_not(
+    pool: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let pool: PgPool = pool.max_connections(8).connect_with(connect).await.unwrap();
+    let writer =
+        WriterConfig { max_wait: Duration::from_secs(30), queue_bytes: 2 << 20, ..WriterConfig::default() };
+    let config = IngressConfig { writer, max_body_bytes: 1 << 20, ..IngressConfig::default() };
+    let h = Harness::start_with(pool, redis_at("redis://127.0.0.1:6379"), config).await;
+    let (loud, loud_source) = h.setup(Plan::Pro).await;
+    let (quiet, quiet_source) = h.setup(Plan::Pro).await;
+    assert_eq!(h.post_signed(quiet_source, &event("warm")).await.status(), 200);
+
+    let mut lock = h.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    let post = |source, body: String| {
+        let (client, url) = (h.client.clone(), h.url(source));
+        let signature = format!("sha256={}", hmac_hex(SECRET, body.as_bytes()));
+        tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-wap-signature", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        })
+    };
+    let padding = "p".repeat(200_000);
+    let big = |i: usize| {
+        serde_json::json!({"eventId": format!("big{i}"), "type": "message.received",
+            "timestamp": "2026-04-03T12:00:00Z", "padding": padding})
+        .to_string()
+    };
+    // 60 events of 200 KB against a 2 MiB queue (and the two batches of about 1 MiB each that the
+    // writers hold while the database does not commit): the loud tenant fills it, then is refused.
+    let loud_posts: Vec<_> = (0..60).map(|i| post(loud_source, big(i))).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while loud_posts.iter().filter(|p| p.is_finished()).count() < 15 {
+        assert!(Instant::now() < deadline, "the loud tenant was not refused past the bound");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The quiet tenant's events are let in: they wait for the commit with the rest (before,
+    // they were refused at once with 503 like the loud tenant's).
+    let quiet_posts: Vec<_> = (0..5).map(|i| post(quiet_source, event(&format!("q{i}")))).collect();
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(2) {
+        assert!(
+            quiet_posts.iter().all(|p| !p.is_finished()),
+            "a quiet event was answered while nothing commits"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lock.rollback().await.unwrap();
+
+    let quiet_answers: Vec<u16> =
+        futures::future::join_all(quiet_posts).await.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(quiet_answers, [200; 5]);
+    let loud_answers: Vec<u16> =
+        futures::future::join_all(loud_posts).await.into_iter().map(|r| r.unwrap()).collect();
+    let refused = loud_answers.iter().filter(|s| **s == 503).count();
+    assert!(refused >= 15 && loud_answers.iter().all(|s| *s == 200 || *s == 503), "{loud_answers:?}");
+    assert_eq!(h.events(quiet).await, 6);
+    assert_eq!(h.events(loud).await as usize, 60 - refused, "every accepted event is stored");
+}
