@@ -1,6 +1,9 @@
 //! Attempts in flight: the concurrency bound (a semaphore), the per-destination in-flight counts
-//! (for `max_in_flight`, with the fleet's share in [`Fleet`]), the leases being worked on (given back at shutdown), and the task that
-//! runs one attempt and hands its record to the recorder.
+//! (for `max_in_flight`, with the fleet's share in [`Fleet`]), the per-tenant counts and cap
+//! (CONTRACT §10: a tenant holds at most three quarters of the process's slots, so another
+//! tenant always finds slots however slow the first one's endpoints are), the leases being
+//! worked on (given back at shutdown), and the task that runs one attempt and hands its record
+//! to the recorder.
 //!
 //! Invariant: a lease stays in [`InFlight::leases`] until its attempt's HTTP exchange is over, so
 //! at shutdown every row whose attempt did not finish is given back; the permit and the
@@ -31,6 +34,9 @@ pub(crate) struct InFlight {
     /// The destinations' slots shared with the other dispatchers of the fleet.
     pub fleet: Fleet,
     counts: Mutex<HashMap<DestinationId, u32>>,
+    tenants: Mutex<HashMap<TenantId, u32>>,
+    /// The most slots one tenant may hold.
+    tenant_cap: u32,
     leases: Mutex<HashMap<(DeliveryId, Uuid), TenantId>>,
     /// Signalled whenever an attempt ends and frees capacity: one for the rounds, one for the lane.
     pub freed: Notify,
@@ -47,6 +53,8 @@ impl InFlight {
             permits: Arc::new(Semaphore::new(concurrency)),
             fleet: Fleet::new(redis),
             counts: Mutex::default(),
+            tenants: Mutex::default(),
+            tenant_cap: tenant_cap(concurrency),
             leases: Mutex::default(),
             freed: Notify::new(),
             freed_lane: Notify::new(),
@@ -55,6 +63,21 @@ impl InFlight {
 
     pub fn count(&self, destination: DestinationId) -> u32 {
         lock(&self.counts).get(&destination).copied().unwrap_or(0)
+    }
+
+    /// The attempts `tenant` has running.
+    pub fn held(&self, tenant: TenantId) -> u32 {
+        lock(&self.tenants).get(&tenant).copied().unwrap_or(0)
+    }
+
+    /// How many more attempts `tenant` may start: under its cap, whatever is free.
+    pub fn tenant_room(&self, tenant: TenantId) -> u32 {
+        self.tenant_cap.saturating_sub(self.held(tenant))
+    }
+
+    /// The tenants at their cap (a round skips their destinations).
+    pub fn tenants_at_cap(&self) -> Vec<TenantId> {
+        lock(&self.tenants).iter().filter(|(_, n)| **n >= self.tenant_cap).map(|(t, _)| *t).collect()
     }
 
     /// The attempts running, per destination.
@@ -93,19 +116,14 @@ impl InFlight {
         permit: OwnedSemaphorePermit,
     ) -> Slot {
         *lock(&self.counts).entry(destination).or_insert(0) += 1;
+        *lock(&self.tenants).entry(tenant).or_insert(0) += 1;
         lock(&self.leases).insert((delivery, lease), tenant);
-        Slot { in_flight: self.clone(), destination, _permit: permit }
+        Slot { in_flight: self.clone(), destination, tenant, _permit: permit }
     }
 
-    fn end(&self, destination: DestinationId) {
-        let mut counts = lock(&self.counts);
-        if let Some(n) = counts.get_mut(&destination) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&destination);
-            }
-        }
-        drop(counts);
+    fn end(&self, destination: DestinationId, tenant: TenantId) {
+        decrement(&mut lock(&self.counts), destination);
+        decrement(&mut lock(&self.tenants), tenant);
         self.fleet.ended(destination);
         self.freed.notify_one();
         self.freed_lane.notify_one();
@@ -116,12 +134,27 @@ impl InFlight {
 pub(crate) struct Slot {
     in_flight: Arc<InFlight>,
     destination: DestinationId,
+    tenant: TenantId,
     _permit: OwnedSemaphorePermit,
+}
+
+/// Three quarters of `concurrency` (at least one): what one tenant may hold of a process.
+fn tenant_cap(concurrency: usize) -> u32 {
+    u32::try_from(concurrency - concurrency / 4).unwrap_or(u32::MAX).max(1)
+}
+
+fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K) {
+    if let Some(n) = map.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&key);
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.in_flight.end(self.destination);
+        self.in_flight.end(self.destination, self.tenant);
     }
 }
 

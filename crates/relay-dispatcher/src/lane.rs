@@ -143,9 +143,14 @@ impl Lane {
         let Some(mut permits) = self.shared.permits(free) else { return };
         let room = ctx.records.room();
         let now = Instant::now();
-        let starting = self.lock().startable(permits.num_permits(), room, now, |d, max, waiting| {
-            ctx.in_flight.room(d, max, waiting)
-        });
+        let in_flight = &ctx.in_flight;
+        let starting = self.lock().startable(
+            permits.num_permits(),
+            room,
+            now,
+            |d, max, waiting| in_flight.room(d, max, waiting),
+            |t| in_flight.tenant_room(t),
+        );
         if !starting.is_empty() {
             self.eased.notify_waiters();
         }
@@ -221,6 +226,7 @@ impl Handoff for Lane {
             || ctx.records.room() == 0
             || self.shared.throttled().holds(tenant, destination.id, Instant::now())
             || ctx.in_flight.fleet.refused(destination.id)
+            || ctx.in_flight.tenant_room(tenant) == 0
         {
             return None;
         }
@@ -269,6 +275,9 @@ impl Handoff for Lane {
 
     fn has_room(&self, tenant: TenantId, destinations: &[&FanoutDestination]) -> bool {
         let in_flight = &self.shared.ctx.in_flight;
+        if in_flight.tenant_room(tenant) == 0 {
+            return false;
+        }
         let wanted: Vec<_> =
             destinations.iter().map(|d| (d.id, d.max_in_flight, in_flight.count(d.id))).collect();
         self.lock().has_room(tenant, &wanted, self.bounds())

@@ -1,5 +1,6 @@
 //! One dispatch round over the queue: find the destinations with due work, share the free
-//! capacity fairly, take limiter tokens, claim exactly that many rows per destination, start
+//! capacity fairly (counting the slots each tenant already holds, see `crate::share`), take
+//! limiter tokens, claim exactly that many rows per destination, start
 //! their attempts. Rounds serve retries, deliveries queued by processes without a dispatcher (or
 //! beyond what this process's lane took), redeliveries, replays and rows whose lease ended.
 //!
@@ -48,11 +49,14 @@ impl Engine {
         }
         let full = ctx.in_flight.full(|id| self.max_in_flight.get(&id.uuid()).copied());
         self.capacity_bound = !full.is_empty();
+        let at_cap = ctx.in_flight.tenants_at_cap();
+        self.capacity_bound |= !at_cap.is_empty();
         let (skip_destinations, skip_tenants) = {
             let t = shared.throttled();
             let d: Vec<Uuid> =
                 t.destinations.keys().copied().chain(full.iter().map(|id| id.uuid())).collect();
-            (d, t.tenants.keys().copied().collect::<Vec<Uuid>>())
+            let tenants = t.tenants.keys().copied().chain(at_cap.iter().map(|t| t.uuid()));
+            (d, tenants.collect::<Vec<Uuid>>())
         };
         let ticket = shared.destinations.ticket();
         let due = list_due_destinations(&shared.pool, free, &skip_destinations, &skip_tenants).await?;
@@ -61,7 +65,8 @@ impl Engine {
         }
         let ready = self.prepare_all(due, ticket, now);
         let wants: Vec<(TenantId, u32)> = ready.iter().map(|(p, want)| (p.tenant_id, *want)).collect();
-        let shares = share(free, &wants, self.rotation);
+        let in_flight = &ctx.in_flight;
+        let shares = share(free, &wants, |t| in_flight.held(t), |t| in_flight.tenant_room(t), self.rotation);
         self.rotation = self.rotation.wrapping_add(1);
         let total_want: u32 = wants.iter().map(|(_, w)| w).sum();
         if total_want > free {

@@ -165,3 +165,39 @@ async fn max_in_flight_holds_across_two_dispatchers(pool: relay_store::PgPool) {
     assert_eq!(receiver.count(), 5, "each delivery once");
     assert_eq!(receiver.peak_concurrency(), 1, "never two requests at once");
 }
+
+/// A tenant whose endpoints answer only after its timeout holds at most three quarters of a
+/// dispatcher's slots, however many its destinations may hold (CONTRACT §10): another tenant's
+/// deliveries go at once instead of waiting for the slow attempts to time out.
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn slow_endpoints_use_up_only_their_own_tenants_share_of_slots(pool: relay_store::PgPool) {
+    let fx = Fixture::new(pool);
+    let slow = Receiver::start().await;
+    slow.script(|s| s.delay = Duration::from_secs(60));
+    let fast = Receiver::start().await;
+    let (a, b) = (fx.tenant(None, None).await, fx.tenant(None, None).await);
+    let mut slow_dests = Vec::new();
+    for i in 0..2 {
+        let mut spec = DestinationSpec::new(slow.url(&format!("/slow{i}")));
+        spec.timeout_ms = 30_000;
+        spec.max_in_flight = 16;
+        slow_dests.push(fx.destination(a, spec).await);
+    }
+    let body = br#"{"eventId":"e","type":"message.received","timestamp":"2026-04-03T12:00:00Z"}"#.to_vec();
+    for dest in &slow_dests {
+        fx.enqueue(dest, &vec![body.clone(); 40]).await;
+    }
+    let config = relay_dispatcher::DispatcherConfig { concurrency: 16, ..test_config() };
+    let running = start(&fx, test_redis(), config);
+    // A's attempts take every slot they may: 12 of 16.
+    wait_for("the slow tenant to hold its share", 10 * SECOND, || async { slow.count() >= 12 }).await;
+
+    let fast_dest = fx.destination(b, DestinationSpec::new(fast.url("/b"))).await;
+    fx.enqueue(&fast_dest, &vec![body; 20]).await;
+    wait_for("the other tenant's deliveries, long before a slow attempt times out", 10 * SECOND, || async {
+        fx.count_status(&fast_dest, "succeeded").await == 20
+    })
+    .await;
+    assert_eq!(slow.count(), 12, "the slow tenant never held more than its share");
+    running.stop().await;
+}

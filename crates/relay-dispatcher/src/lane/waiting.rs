@@ -169,15 +169,18 @@ impl State {
     }
 
     /// Removes the ready deliveries that can start now: in order per destination, while
-    /// `permits` (slots), `room` (recorder) and each destination's `max_in_flight` allow
-    /// (`slots(destination, max_in_flight, waiting)`: how many more of `waiting` may start).
+    /// `permits` (slots), `room` (recorder), each destination's `max_in_flight`
+    /// (`slots(destination, max_in_flight, waiting)`: how many more of `waiting` may start) and
+    /// each tenant's cap (`tenant_room(tenant)`) allow.
     pub fn startable(
         &mut self,
         mut permits: usize,
         mut room: usize,
         now: Instant,
         slots: impl Fn(DestinationId, u32, u32) -> u32,
+        tenant_room: impl Fn(TenantId) -> u32,
     ) -> Vec<(Fresh, Arc<Prepared>, Duration)> {
+        let mut tenants: HashMap<TenantId, u32> = HashMap::new();
         let mut waiting: HashMap<DestinationId, u32> = HashMap::new();
         for w in &self.queue {
             *waiting.entry(w.fresh.destination_id).or_default() += 1;
@@ -193,8 +196,10 @@ impl State {
             let n = starting.entry(d).or_insert_with(|| slots(d, w.fresh.max_in_flight, waiting[&d]));
             // Past its deadline a delivery no longer fits in its lease: `expired` gives it back.
             let ready = matches!(w.stage, Stage::Ready(_)) && now < w.deadline;
-            if permits > 0 && room > 0 && ready && *n > 0 {
+            let t = tenants.entry(w.fresh.tenant_id).or_insert_with(|| tenant_room(w.fresh.tenant_id));
+            if permits > 0 && room > 0 && ready && *n > 0 && *t > 0 {
                 *n -= 1;
+                *t -= 1;
                 permits -= 1;
                 room -= 1;
                 take.push(i);
@@ -291,10 +296,13 @@ mod tests {
         assert_eq!(refused.iter().map(|f| f.fresh_name()).collect::<Vec<_>>(), ["e2", "e9"]);
         assert_eq!(s.total, 2);
         // One slot free at d (max_in_flight 2, one busy): the first; then the next.
-        let started = s.startable(10, 10, Instant::now(), |_, max, _| max - 1);
+        let started = s.startable(10, 10, Instant::now(), |_, max, _| max - 1, |_| u32::MAX);
         assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e0"]);
-        assert!(s.startable(0, 10, Instant::now(), |_, max, _| max).is_empty(), "no permit, no start");
-        let started = s.startable(10, 10, Instant::now(), |_, max, _| max);
+        assert!(
+            s.startable(0, 10, Instant::now(), |_, max, _| max, |_| u32::MAX).is_empty(),
+            "no permit, no start"
+        );
+        let started = s.startable(10, 10, Instant::now(), |_, max, _| max, |_| u32::MAX);
         assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e1"]);
         assert_eq!(s.total, 0);
         // A pending delivery holds back the ready ones after it at the same destination.
@@ -307,9 +315,30 @@ mod tests {
         s.answer(&HashMap::from([(d, (Some(p), 2))]));
         assert!(s.reserve(t, d, 2, 0, BOUNDS));
         s.push(fresh(t, d, 5), now);
-        let started = s.startable(10, 10, Instant::now(), |_, max, _| max);
+        let started = s.startable(10, 10, Instant::now(), |_, max, _| max, |_| u32::MAX);
         assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e3", "e4"]);
-        assert!(s.startable(10, 10, Instant::now(), |_, max, _| max).is_empty(), "e5 has no token yet");
+        assert!(
+            s.startable(10, 10, Instant::now(), |_, max, _| max, |_| u32::MAX).is_empty(),
+            "e5 has no token yet"
+        );
+    }
+
+    #[test]
+    fn a_tenant_at_its_cap_starts_nothing_and_another_starts() {
+        let mut s = State::default();
+        let (full, other) = (TenantId::new(), TenantId::new());
+        let (d, e) = (DestinationId::new(), DestinationId::new());
+        let now = Instant::now();
+        for (t, dest, n) in [(full, d, 0), (full, d, 1), (other, e, 2)] {
+            assert!(s.reserve(t, dest, 4, 0, BOUNDS));
+            s.push(fresh(t, dest, n), now);
+        }
+        s.ask();
+        let p = crate::prepare::tests::prepared();
+        s.answer(&HashMap::from([(d, (Some(p.clone()), 2)), (e, (Some(p), 1))]));
+        let room = |t: TenantId| if t == full { 1 } else { u32::MAX };
+        let started = s.startable(10, 10, Instant::now(), |_, max, _| max, room);
+        assert_eq!(started.iter().map(|(f, ..)| f.fresh_name()).collect::<Vec<_>>(), ["e0", "e2"]);
     }
 
     #[test]
