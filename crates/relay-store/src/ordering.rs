@@ -25,9 +25,14 @@
 /// The claim condition on queue row `q`: not ordered, or the head of its device (see the module
 /// docs). Evaluated against the claiming statement's snapshot, so of two rows of one device a
 /// single claim can take at most the first.
+///
+/// "No smaller id" is written as a comparison with the device's first id (`ORDER BY … LIMIT 1`,
+/// which the planner reads as one probe of the device index) rather than `NOT EXISTS` of a
+/// smaller one, which it may plan as a sequential scan when one device holds most of the queue.
 pub(crate) const HEAD_OF_DEVICE: &str = "(q.device_key IS NULL OR ( \
-     NOT EXISTS (SELECT 1 FROM delivery_queue o WHERE o.destination_id = q.destination_id \
-       AND o.device_key = q.device_key AND o.delivery_id < q.delivery_id) \
+     q.delivery_id <= (SELECT o.delivery_id FROM delivery_queue o \
+       WHERE o.destination_id = q.destination_id AND o.device_key = q.device_key \
+       ORDER BY o.delivery_id LIMIT 1) \
      AND NOT EXISTS (SELECT 1 FROM delivery_queue o WHERE o.destination_id = q.destination_id \
        AND o.device_key = q.device_key AND o.lease_token IS NOT NULL AND o.due_at > now() \
        AND o.delivery_id <> q.delivery_id)))";
@@ -48,8 +53,9 @@ pub(crate) fn due_or_parked(
 ) -> String {
     format!(
         "(CASE WHEN {key} IS NULL THEN {due} \
-           WHEN {earlier_in_set} OR EXISTS (SELECT 1 FROM delivery_queue o \
-             WHERE o.destination_id = {destination} AND o.device_key = {key} AND o.delivery_id < {id}) \
+           WHEN {earlier_in_set} OR (SELECT o.delivery_id FROM delivery_queue o \
+             WHERE o.destination_id = {destination} AND o.device_key = {key} \
+             ORDER BY o.delivery_id LIMIT 1) < {id} \
            THEN {PARKED} ELSE {due} END)"
     )
 }

@@ -183,3 +183,52 @@ async fn changing_the_ordering_parks_and_frees_what_is_queued(pool: PgPool) {
         .unwrap();
     assert_eq!(due_rows(&q.pool).await, 4, "all free again");
 }
+
+/// The figures of CONTRACT §10's claim target, printed: EXPLAIN ANALYZE of the due count and the
+/// claim with 1,000,000 parked deliveries of one device (queued as ingest parks them) beside
+/// another tenant's destination with 100 due rows. A measurement, run on purpose:
+///
+/// ```text
+/// DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+///   cargo test -p relay-store --lib explain_with_a_million_held -- --ignored --nocapture
+/// ```
+#[sqlx::test(migrator = "crate::db::MIGRATOR")]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+async fn explain_with_a_million_held(pool: PgPool) {
+    let q = Queue::new(pool, DeliveryOrdering::PerDevice).await;
+    let other = Queue::new(q.pool.clone(), DeliveryOrdering::None).await;
+    other.push(DeliveryOrdering::None, &vec![None; 100]).await;
+    // The rows as ingest queues them: the first due, every later one parked behind it.
+    sqlx::query(
+        "INSERT INTO delivery_queue (tenant_id, delivery_id, destination_id, event_id, due_at, started, \
+           window_started_at, keep_days, device_key) \
+         SELECT $1, ('00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, $2, gen_random_uuid(), \
+           CASE WHEN i = 1 THEN now() ELSE 'infinity' END, 0, now(), 0, 'dev_1' \
+         FROM generate_series(1, 1000000) i",
+    )
+    .bind(q.tenant.uuid())
+    .bind(q.destination.uuid())
+    .execute(&q.pool)
+    .await
+    .unwrap();
+    sqlx::query("VACUUM ANALYZE delivery_queue").execute(&q.pool).await.unwrap();
+    let mut tx = q.pool.begin().await.unwrap();
+    let explain = |sql: String| sqlx::AssertSqlSafe(format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"));
+    let due: Vec<String> = sqlx::query_scalar(explain(crate::dispatch::due_sql()))
+        .bind(100_i64)
+        .bind(Vec::<Uuid>::new())
+        .bind(Vec::<Uuid>::new())
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let claim: Vec<String> = sqlx::query_scalar(explain(crate::dispatch::claim_sql()))
+        .bind(vec![q.destination.uuid(), other.destination.uuid()])
+        .bind(vec![100_i32, 100])
+        .bind(vec![60_000_i64, 60_000])
+        .bind(Uuid::now_v7())
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    println!("due count, 1,000,000 held:\n{}\n\nclaim:\n{}", due.join("\n"), claim.join("\n"));
+}
