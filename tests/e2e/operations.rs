@@ -54,6 +54,23 @@ async fn metrics_show_every_family_with_the_values_of_the_traffic() {
     let (db, prefix) = fresh_names().await;
     let relay = Binary::start(&db, &prefix, &[]).await;
     let client = reqwest::Client::new();
+    let metrics_url = format!("{}/metrics", relay.base);
+    // Before any traffic every family is there, counters at 0, histograms empty.
+    let text = client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+    let samples = parse_exposition(&text);
+    for series in [
+        "relay_ingest_requests_total{outcome=\"stored\"}",
+        "relay_ingest_rejections_total{reason=\"invalid_signature\"}",
+        "relay_events_stored_total",
+        "relay_ingest_duplicates_total",
+        "relay_delivery_attempts_total{outcome=\"success\"}",
+        "relay_rate_limit_deferrals_total",
+        "relay_ingest_batch_size_count",
+        "relay_delivery_attempt_duration_seconds_count",
+        "relay_delivery_latency_seconds_count",
+    ] {
+        assert_eq!(value(&samples, series), 0.0, "{series} at start");
+    }
     let operator = token(json!({"sub": "op", "role": "operator"}));
     let tenant = tenant_with_source(&client, &relay.base, &operator, "growth").await;
     let receiver = Receiver::start().await;
@@ -66,7 +83,6 @@ async fn metrics_show_every_family_with_the_values_of_the_traffic() {
     assert_eq!(bad.send().await.unwrap().status(), 401, "a refused request");
     receiver.wait_for(3, DEADLINE).await;
 
-    let metrics_url = format!("{}/metrics", relay.base);
     let samples = eventually(DEADLINE, "the attempts to be counted", || async {
         let text = client.get(&metrics_url).send().await.ok()?.text().await.ok()?;
         let samples = parse_exposition(&text);

@@ -36,10 +36,55 @@ pub fn handle() -> PrometheusHandle {
                 .expect("non-empty buckets")
                 .build_recorder();
             let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                register_families();
+            }
             handle
         })
         .clone()
+}
+
+/// Ingest's outcomes and refusals that exist from the start (the others appear when they occur).
+const INGEST_OUTCOMES: &[&str] = &["stored", "duplicate"];
+const INGEST_REFUSALS: &[&str] = &[
+    "invalid_signature",
+    "invalid_json",
+    "unsupported_media_type",
+    "invalid_event",
+    "payload_too_large",
+    "source_not_found",
+    "tenant_suspended",
+    "plan_not_allowed",
+    "rate_limited",
+    "backlog_full",
+    "overloaded",
+];
+
+/// Every family of CONTRACT §9 exported from the start, counters at 0 and histograms empty, so
+/// alerts and `rate()` work before the first event (a family that appears only with its first
+/// increment reads as "no data", not 0).
+fn register_families() {
+    for outcome in INGEST_OUTCOMES.iter().chain(INGEST_REFUSALS) {
+        metrics::counter!("relay_ingest_requests_total", "outcome" => *outcome).increment(0);
+    }
+    for reason in INGEST_REFUSALS {
+        metrics::counter!("relay_ingest_rejections_total", "reason" => *reason).increment(0);
+    }
+    for outcome in relay_core::vocab::AttemptOutcome::ALL {
+        metrics::counter!("relay_delivery_attempts_total", "outcome" => outcome.as_str()).increment(0);
+    }
+    for counter in
+        ["relay_events_stored_total", "relay_ingest_duplicates_total", "relay_rate_limit_deferrals_total"]
+    {
+        metrics::counter!(counter).increment(0);
+    }
+    for histogram in [
+        "relay_ingest_batch_size",
+        "relay_delivery_attempt_duration_seconds",
+        "relay_delivery_latency_seconds",
+    ] {
+        let _ = metrics::histogram!(histogram);
+    }
 }
 
 /// The exposition text, with the pool gauge and Redis's state read now (no I/O: Redis is down
