@@ -147,13 +147,7 @@ async fn accept(
         Ok(Inbound::UrlVerification { challenge }) => {
             return Ok(Json(json!({ "challenge": challenge })).into_response());
         }
-        Ok(Inbound::Event(envelope)) => {
-            if source.silence_alert_seconds.is_some() {
-                let device = envelope.device_id.as_deref();
-                state.inner.activity.saw(source.tenant(), source.source_id(), device, now);
-            }
-            envelope
-        }
+        Ok(Inbound::Event(envelope)) => envelope,
         Err(SchemaError::InvalidJson(detail)) => return Err(ApiError::bad_request("invalid_json", detail)),
         Err(e @ SchemaError::Invalid { .. }) => {
             return Err(ApiError::bad_request("invalid_event", e.to_string()));
@@ -203,7 +197,10 @@ async fn accept(
 
     let dedupe_id = dedupe_id(source, &body);
     let identity = dedupe_id.as_deref().unwrap_or(&envelope.wap_event_id);
+    // Only an accepted event (stored or a duplicate) tells the silence alerts the key is alive.
+    let sighting = Sighting { source, device: envelope.device_id.clone(), at: now };
     if state.inner.redis.seen_event(source.source_id(), identity).await == Some(true) {
+        sighting.note(state);
         return Ok(answer(Stored::Duplicate));
     }
     crate::backpressure::wait_for_room(state, tenant, &matching)
@@ -229,7 +226,24 @@ async fn accept(
     if let Stored::New { deliveries, xact } = stored {
         admission.stored(deliveries, xact);
     }
+    sighting.note(state);
     Ok(answer(stored))
+}
+
+/// An event's key for the silence alerts, noted once the event is accepted.
+struct Sighting<'a> {
+    source: &'a relay_store::sources::SourceRow,
+    device: Option<String>,
+    at: OffsetDateTime,
+}
+
+impl Sighting<'_> {
+    fn note(self, state: &IngressState) {
+        if self.source.silence_alert_seconds.is_some() {
+            let (tenant, source) = (self.source.tenant(), self.source.source_id());
+            state.inner.activity.saw(tenant, source, self.device.as_deref(), self.at);
+        }
+    }
 }
 
 /// The event's identity under its source's dedupe key, if the source has one and the event holds
