@@ -13,5 +13,6 @@ mod perf;
 mod recovery;
 mod sources;
 mod stats;
+mod stream_cost;
 mod support;
 mod tenants;
