@@ -27,8 +27,6 @@ use time::OffsetDateTime;
 use crate::writer::{Refused, Stored};
 use crate::{IngressState, rejection};
 
-/// How long WAPing is asked to wait when the tenant's backlog is full.
-const BACKLOG_RETRY_AFTER_SECONDS: u64 = 30;
 /// How long WAPing is asked to wait when the write queue is full.
 const OVERLOAD_RETRY_AFTER_SECONDS: u64 = 1;
 
@@ -187,12 +185,7 @@ async fn accept(
         fanout.get(&tenant).into_iter().flat_map(|v| v.iter()).filter(|d| d.filter.matches(&key)).collect();
     let admission = state.inner.backlog.admit(pool, tenant, limits.backlog, matching.len()).await;
     let Some(admission) = admission.map_err(|e| store_error(&e))? else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "backlog_full",
-            "the tenant's backlog of undelivered deliveries is at its plan's cap; retry later",
-        )
-        .with_retry_after(BACKLOG_RETRY_AFTER_SECONDS));
+        return Err(ApiError::backlog_full());
     };
 
     let dedupe_id = dedupe_id(source, &body);

@@ -8,6 +8,7 @@ mod dashboard;
 mod destinations;
 mod hardening;
 mod logs;
+mod manual_work;
 mod openapi;
 mod perf;
 mod recovery;
