@@ -57,6 +57,13 @@ pub struct Internal(pub Problem);
 #[response(content_type = "application/problem+json")]
 pub struct Unavailable(pub Problem);
 
+/// Manual work refused: `rate_limited` (past the tenant's rate for test events, redeliveries
+/// and replays: 2 per second, burst 20, across the fleet) or `backlog_full` (what the request
+/// would queue passes the plan's backlog cap; nothing was queued). Retry after `Retry-After`.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct ManualRefused(pub Problem);
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -71,7 +78,7 @@ pub struct Unavailable(pub Problem);
         // Schemas used only by query parameters are not collected from the routes: list them.
         schemas(Problem, crate::attempts::AttemptOutcome, crate::deliveries::DeliveryStatus),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, UnsupportedMediaType,
-            ValidationFailed, Internal, Unavailable)
+            ValidationFailed, Internal, Unavailable, ManualRefused)
     ),
     tags(
         (name = "ingress", description = "Events from WAPing (no bearer token; signed per source)"),

@@ -16,6 +16,7 @@ mod db;
 mod deliveries;
 mod destinations;
 mod events;
+pub mod manual;
 mod preview;
 mod quota;
 mod recovery;
@@ -53,6 +54,8 @@ pub struct AdminState {
     pub require_https_destinations: bool,
     /// The live event streams of this process (`GET /v1/stream`).
     pub streams: std::sync::Arc<stream::StreamHub>,
+    /// The per-tenant rate limit of manual work (test events, redelivery, replay): [`manual`].
+    pub manual_limit: std::sync::Arc<relay_store::ingest_limit::IngestLimiter>,
 }
 
 impl std::fmt::Debug for AdminState {

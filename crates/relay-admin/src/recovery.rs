@@ -1,8 +1,9 @@
 //! Recovery: redeliver one delivery, redeliver an event (re-matching the tenant's current
 //! destinations), and replay a destination's deliveries in a time range. Each is one set-based
 //! statement that puts deliveries back in the queue, due now, with the trigger their next attempt
-//! records (`manual` or `replay`), plus a wake-up for the dispatchers sent at commit. The
-//! attempts then go through the same rate limits as any other.
+//! records (`manual` or `replay`), plus a wake-up for the dispatchers sent at commit. Each is
+//! manual work: rate limited per tenant and counted against the backlog cap, refused whole past
+//! it ([`crate::manual`]). The attempts then go through the same rate limits as any other.
 
 use std::collections::HashSet;
 
@@ -21,7 +22,7 @@ use utoipa_axum::routes;
 use crate::AdminState;
 use crate::auth::TenantAuth;
 use crate::deliveries::DeliveryOut;
-use crate::docs::{Conflict, NotFound, ValidationFailed};
+use crate::docs::{Conflict, ManualRefused, NotFound, ValidationFailed};
 use crate::extract::{OptionalJson, or_not_found, path_id};
 
 pub(crate) fn routes() -> OpenApiRouter<AdminState> {
@@ -73,7 +74,8 @@ pub struct ReplayIn {
 #[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", tag = "recovery",
     params(("id" = String, Path, description = "Delivery id")),
     responses((status = 202, description = "Queued; the delivery is pending again", body = DeliveryOut),
-        (status = 404, response = NotFound), (status = 409, response = Conflict)),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 429, response = ManualRefused)),
     security(("bearer" = [])))]
 pub(crate) async fn redeliver_delivery(
     auth: TenantAuth,
@@ -82,7 +84,8 @@ pub(crate) async fn redeliver_delivery(
 ) -> Result<(StatusCode, ApiJson<DeliveryOut>), ApiError> {
     let not_found = crate::deliveries::NOT_FOUND;
     let id: DeliveryId = path_id(&id, not_found)?;
-    let mut tx = crate::db::begin(&state.pool).await?;
+    crate::manual::admit(&state, auth.tenant_id).await?;
+    let mut tx = crate::manual::begin(&state, auth.tenant_id).await?;
     let Some(row) = store::redeliver_delivery(&mut *tx, auth.tenant_id, id).await? else {
         let found = store::find_delivery(&mut *tx, auth.tenant_id, id).await?;
         // Its event is past its retention (`lock_event` finds only events within it): as gone.
@@ -105,7 +108,7 @@ pub(crate) async fn redeliver_delivery(
         };
     };
     store::notify_due(&mut *tx).await?;
-    crate::db::commit(tx).await?;
+    crate::manual::commit_within_cap(tx, auth.tenant_id).await?;
     tracing::info!(tenant.id = %auth.tenant_id, delivery.id = %id, "delivery queued for redelivery");
     Ok((StatusCode::ACCEPTED, ApiJson(DeliveryOut::from(row))))
 }
@@ -126,7 +129,8 @@ fn parse_destination_ids(ids: &[String]) -> Result<Vec<DestinationId>, ApiError>
     request_body = Option<EventRedeliverIn>,
     params(("id" = String, Path, description = "Event id (the relay's)")),
     responses((status = 202, description = "Queued", body = QueuedOut),
-        (status = 404, response = NotFound), (status = 422, response = ValidationFailed)),
+        (status = 404, response = NotFound), (status = 422, response = ValidationFailed),
+        (status = 429, response = ManualRefused)),
     security(("bearer" = [])))]
 pub(crate) async fn redeliver_event(
     auth: TenantAuth,
@@ -137,7 +141,8 @@ pub(crate) async fn redeliver_event(
     let not_found = crate::events::NOT_FOUND;
     let id: EventId = path_id(&id, not_found)?;
     let only = input.and_then(|i| i.destination_ids).map(|ids| parse_destination_ids(&ids)).transpose()?;
-    let mut tx = crate::db::begin(&state.pool).await?;
+    crate::manual::admit(&state, auth.tenant_id).await?;
+    let mut tx = crate::manual::begin(&state, auth.tenant_id).await?;
     let event = relay_store::events::lock_event(&mut *tx, auth.tenant_id, id)
         .await?
         .ok_or(ApiError::not_found(not_found))?;
@@ -164,7 +169,7 @@ pub(crate) async fn redeliver_event(
     if queued > 0 {
         store::notify_due(&mut *tx).await?;
     }
-    crate::db::commit(tx).await?;
+    crate::manual::commit_within_cap(tx, auth.tenant_id).await?;
     tracing::info!(tenant.id = %auth.tenant_id, event.id = %id, queued, "event queued for redelivery");
     Ok((StatusCode::ACCEPTED, ApiJson(QueuedOut { queued: u64::try_from(queued).unwrap_or(0) })))
 }
@@ -174,7 +179,8 @@ pub(crate) async fn redeliver_event(
 #[utoipa::path(post, path = "/v1/destinations/{id}/replay", tag = "recovery", request_body = ReplayIn,
     params(("id" = String, Path, description = "Destination id")),
     responses((status = 202, description = "Queued", body = QueuedOut),
-        (status = 404, response = NotFound), (status = 422, response = ValidationFailed)),
+        (status = 404, response = NotFound), (status = 422, response = ValidationFailed),
+        (status = 429, response = ManualRefused)),
     security(("bearer" = [])))]
 pub(crate) async fn replay_destination(
     auth: TenantAuth,
@@ -189,7 +195,8 @@ pub(crate) async fn replay_destination(
         return Err(ApiError::validation("until: must be after since"));
     }
     let include_succeeded = input.status.unwrap_or_default() == ReplayStatus::All;
-    let mut tx = crate::db::begin(&state.pool).await?;
+    crate::manual::admit(&state, auth.tenant_id).await?;
+    let mut tx = crate::manual::begin(&state, auth.tenant_id).await?;
     relay_store::destinations::get_destination(&mut *tx, auth.tenant_id, id)
         .await
         .map_err(or_not_found(not_found))?;
@@ -199,7 +206,7 @@ pub(crate) async fn replay_destination(
     if queued > 0 {
         store::notify_due(&mut *tx).await?;
     }
-    crate::db::commit(tx).await?;
+    crate::manual::commit_within_cap(tx, auth.tenant_id).await?;
     tracing::info!(tenant.id = %auth.tenant_id, destination.id = %id, queued, "destination replay queued");
     Ok((StatusCode::ACCEPTED, ApiJson(QueuedOut { queued })))
 }

@@ -4,8 +4,9 @@
 //! `id`, so a client reconnecting with `Last-Event-ID` resumes after that event, replaying what
 //! it missed from the store (within retention).
 //!
-//! The store is the truth: a stream reads the events after its cursor a page at a time, and
-//! waits between pages for a notification (`relay_store::stream`) or its poll. A stream reads
+//! The store is the truth: a stream reads the events after its cursor a page at a time (the
+//! store applies the filters, and the cursor moves past what they skipped, so a stream filtered
+//! to a quiet source reads each event once, like any other stream), and waits between pages for a notification (`relay_store::stream`) or its poll. A stream reads
 //! the next page only when the client has taken the previous one, so a slow reader holds one
 //! page in memory and nobody else waits for it. Any process of a fleet serves any stream.
 //!
@@ -50,7 +51,10 @@ use crate::extract::ApiQuery;
 /// Concurrent streams per tenant, per process.
 pub const MAX_STREAMS_PER_TENANT: usize = 10;
 /// Events read per page.
-const PAGE: i64 = 100;
+const PAGE: usize = 100;
+/// Events looked at per read, at most (their ids, sources and types only): what one read of a
+/// stream costs, whatever its filters.
+const SCAN: usize = 1_000;
 /// A stream looks for new events at least this often without a notification.
 const POLL: Duration = Duration::from_secs(1);
 /// And this often while ingest may not know of it yet (it reads the streamed tenants once a
@@ -111,8 +115,7 @@ pub(crate) async fn stream_events(
     let reader = Reader {
         pool: state.pool.clone(),
         tenant: auth.tenant_id,
-        source,
-        patterns,
+        filter: store::StreamFilter { source, types: patterns },
         cursor,
         floor: cursor,
         sent: VecDeque::new(),
@@ -154,9 +157,8 @@ fn patterns(raw: Option<&str>) -> Result<Vec<String>, ApiError> {
 struct Reader {
     pool: PgPool,
     tenant: TenantId,
-    source: Option<SourceId>,
-    patterns: Vec<String>,
-    /// The highest event id sent (or the starting point).
+    filter: store::StreamFilter,
+    /// The highest event id sent or skipped by the filter (or the starting point).
     cursor: uuid::Uuid,
     /// The starting point: a look back never goes below it.
     floor: uuid::Uuid,
@@ -205,7 +207,9 @@ impl Reader {
         }
     }
 
-    /// Reads the next page (from below the cursor when `look_back`); whether it found any.
+    /// Reads the next page (from below the cursor when `look_back`); whether to read again at
+    /// once (it found events, or stopped at its bound). The cursor moves past every event the
+    /// read looked at, wanted or skipped by the filter, so the next read starts after them.
     async fn read(&mut self, look_back: bool) -> Result<bool, relay_store::StoreError> {
         let from = if look_back {
             self.last_poll = tokio::time::Instant::now();
@@ -214,26 +218,17 @@ impl Reader {
         } else {
             self.cursor
         };
-        let rows = store::events_after(&self.pool, self.tenant, from, self.source, PAGE).await?;
-        let full = rows.len() as i64 == PAGE;
-        let fresh: Vec<EventRow> = rows.into_iter().filter(|r| !self.sent_ids.contains(&r.id)).collect();
-        if fresh.is_empty() && look_back && full {
-            // A page of events all sent already: the rest are above the cursor.
-            return Box::pin(self.read(false)).await;
-        }
+        let page = store::events_after(&self.pool, self.tenant, from, &self.filter, PAGE, SCAN).await?;
+        self.cursor = self.cursor.max(page.reached);
+        let fresh: Vec<EventRow> = page.rows.into_iter().filter(|r| !self.sent_ids.contains(&r.id)).collect();
         let found = !fresh.is_empty();
         self.pending.extend(fresh);
-        Ok(found)
+        Ok(found || page.more)
     }
 
-    /// The message for `row`, unless the filters skip it; the cursor moves either way.
+    /// The message for `row` (the store applied the filters); the cursor moves past it.
     fn send(&mut self, row: EventRow) -> Option<Event> {
         self.remember(row.id);
-        let wanted = self.patterns.is_empty()
-            || self.patterns.iter().any(|p| relay_core::filter::type_matches(p, &row.event_type));
-        if !wanted {
-            return None;
-        }
         let id = EventId::from_uuid(row.id).to_string();
         // SSE lines cannot carry a CR or LF exactly (the payload may hold them as whitespace):
         // then the exact body travels as well, in base64.

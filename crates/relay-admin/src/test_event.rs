@@ -2,7 +2,8 @@
 //! answer (the dashboard's "send a test event"). The event is stored like any other (type
 //! `relay.test`, source: the relay itself, listed with `source_id` null) with one delivery, to this
 //! destination only and whatever its filters, attempted by the dispatchers as usual, so its
-//! attempt appears in the log with the endpoint's answer.
+//! attempt appears in the log with the endpoint's answer. It is manual work: rate limited and
+//! counted against the backlog cap ([`crate::manual`]).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -19,7 +20,7 @@ use utoipa_axum::routes;
 
 use crate::AdminState;
 use crate::auth::TenantAuth;
-use crate::docs::{Conflict, NotFound};
+use crate::docs::{Conflict, ManualRefused, NotFound};
 use crate::extract::{or_not_found, path_id};
 
 /// The type of a test event.
@@ -40,7 +41,8 @@ pub struct TestSentOut {
 #[utoipa::path(post, path = "/v1/destinations/{id}/test", tag = "recovery",
     params(("id" = String, Path, description = "Destination id")),
     responses((status = 202, description = "Queued; its attempt follows", body = TestSentOut),
-        (status = 404, response = NotFound), (status = 409, response = Conflict)),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 429, response = ManualRefused)),
     security(("bearer" = [])))]
 pub(crate) async fn send_test_event(
     auth: TenantAuth,
@@ -49,7 +51,8 @@ pub(crate) async fn send_test_event(
 ) -> Result<(StatusCode, ApiJson<TestSentOut>), ApiError> {
     let not_found = crate::destinations::NOT_FOUND;
     let id: DestinationId = path_id(&id, not_found)?;
-    let mut tx = crate::db::begin(&state.pool).await?;
+    crate::manual::admit(&state, auth.tenant_id).await?;
+    let mut tx = crate::manual::begin(&state, auth.tenant_id).await?;
     let destination = relay_store::destinations::get_destination(&mut *tx, auth.tenant_id, id)
         .await
         .map_err(or_not_found(not_found))?;
@@ -87,7 +90,7 @@ pub(crate) async fn send_test_event(
     let delivery_id = delivery.id;
     insert_deliveries(&mut *tx, &[delivery]).await?;
     notify_due(&mut *tx).await?;
-    crate::db::commit(tx).await?;
+    crate::manual::commit_within_cap(tx, auth.tenant_id).await?;
     let out = TestSentOut { event_id: event_id.to_string(), delivery_id: delivery_id.to_string() };
     Ok((StatusCode::ACCEPTED, ApiJson(out)))
 }

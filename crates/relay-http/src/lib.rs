@@ -36,6 +36,9 @@ pub struct ApiError {
     pub cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
+/// How long a client is asked to wait when the tenant's backlog is full.
+pub const BACKLOG_RETRY_AFTER_SECONDS: u64 = 30;
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self { status, code, detail: Some(detail.into()), retry_after: None, cause: None }
@@ -60,6 +63,17 @@ impl ApiError {
 
     pub fn not_found(code: &'static str) -> Self {
         Self::bare(StatusCode::NOT_FOUND, code)
+    }
+
+    /// 429 `backlog_full`: the tenant's undelivered deliveries are at its plan's cap (ingest, and
+    /// the admin API's manual work); retry after the backlog had time to drain.
+    pub fn backlog_full() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "backlog_full",
+            "the tenant's backlog of undelivered deliveries is at its plan's cap; retry later",
+        )
+        .with_retry_after(BACKLOG_RETRY_AFTER_SECONDS)
     }
 
     pub fn unavailable() -> Self {

@@ -1,6 +1,7 @@
 //! What ingest tells the silence alerts (CONTRACT §7): for each source with
-//! `silence_alert_seconds`, and each deviceId seen on it, the time its latest verified event
-//! arrived. Requests only update a map in memory; every [`FLUSH_EVERY`] the map is written in one
+//! `silence_alert_seconds`, and each deviceId seen on it, the time its latest accepted event
+//! arrived (stored or a duplicate: an event refused with 4xx, 429 or 503 says nothing of the
+//! sender's health, and must not keep a key alive nor create one). Requests only update a map in memory; every [`FLUSH_EVERY`] the map is written in one
 //! statement ([`relay_store::silence::record_activity`]), so a busy key costs one row write per
 //! flush, not one per event, and a source without alerts costs nothing.
 //!
@@ -23,36 +24,63 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// move forward).
 const MAX_KEYS: usize = 200_000;
 
+/// Most keys of one tenant waiting for a flush: a tenth of the map, so one tenant cannot fill
+/// it for the others. Past it, the tenant's further new keys in this interval are dropped and
+/// counted (`relay_silence_keys_dropped_total`, and one log line per tenant per flush); its known
+/// keys still move forward, other tenants are unaffected, and a dropped key is recorded the next
+/// time it is seen in a later interval. Enterprise's ingest burst (50,000 events) could name more
+/// devices than this in one interval only in a burst; a plan's steady rate (at most 10,000 events
+/// per interval) cannot.
+pub const MAX_KEYS_PER_TENANT: usize = 20_000;
+
 type Key = (SourceId, String);
 
 #[derive(Default)]
 pub struct Activity {
-    seen: Mutex<HashMap<Key, (TenantId, OffsetDateTime)>>,
+    state: Mutex<State>,
+}
+
+/// What was seen since the last flush: the keys, how many each tenant holds, and how many new
+/// keys of each tenant were dropped at its bound.
+#[derive(Default)]
+struct State {
+    seen: HashMap<Key, (TenantId, OffsetDateTime)>,
+    keys: HashMap<TenantId, usize>,
+    dropped: HashMap<TenantId, u64>,
 }
 
 impl Activity {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (TenantId, OffsetDateTime)>> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A verified event of `source` (of `tenant`), with its deviceId if any, arrived at `at`.
+    /// An accepted event of `source` (of `tenant`), with its deviceId if any, arrived at `at`.
     pub fn saw(&self, tenant: TenantId, source: SourceId, device: Option<&str>, at: OffsetDateTime) {
-        let mut seen = self.lock();
+        let mut state = self.lock();
+        let state = &mut *state;
         for key in [Some(""), device].into_iter().flatten() {
-            let room = seen.len() < MAX_KEYS;
-            match seen.get_mut(&(source, key.to_owned())) {
-                Some(entry) => entry.1 = entry.1.max(at),
-                None if room => {
-                    seen.insert((source, key.to_owned()), (tenant, at));
-                }
-                None => {}
+            if let Some(entry) = state.seen.get_mut(&(source, key.to_owned())) {
+                entry.1 = entry.1.max(at);
+                continue;
             }
+            let held = state.keys.entry(tenant).or_default();
+            if *held >= MAX_KEYS_PER_TENANT || state.seen.len() >= MAX_KEYS {
+                *state.dropped.entry(tenant).or_default() += 1;
+                metrics::counter!("relay_silence_keys_dropped_total").increment(1);
+                continue;
+            }
+            *held += 1;
+            state.seen.insert((source, key.to_owned()), (tenant, at));
         }
     }
 
     /// What was seen since the last take, in key order (the order the store locks rows in).
     fn take(&self) -> Vec<Seen> {
-        let mut seen: Vec<Seen> = std::mem::take(&mut *self.lock())
+        let State { seen, dropped, .. } = std::mem::take(&mut *self.lock());
+        for (tenant, count) in dropped {
+            tracing::warn!(tenant.id = %tenant, count, "silence alerts: new keys dropped at the tenant's bound");
+        }
+        let mut seen: Vec<Seen> = seen
             .into_iter()
             .map(|((source_id, device), (tenant_id, at))| Seen {
                 tenant_id,
@@ -115,5 +143,32 @@ mod tests {
             (Some("dev_1"), t0 + time::Duration::seconds(1))
         );
         assert!(activity.take().is_empty());
+    }
+
+    #[test]
+    fn a_tenant_past_its_bound_loses_only_its_own_new_keys() {
+        let activity = Activity::default();
+        let (noisy, quiet) = (TenantId::new(), TenantId::new());
+        let (loud_source, quiet_source) = (SourceId::new(), SourceId::new());
+        let t0 = OffsetDateTime::now_utc();
+        for i in 0..MAX_KEYS_PER_TENANT + 500 {
+            activity.saw(noisy, loud_source, Some(&format!("dev_{i}")), t0);
+        }
+        activity.saw(quiet, quiet_source, Some("dev_q"), t0);
+        let later = t0 + time::Duration::seconds(1);
+        activity.saw(noisy, loud_source, None, later);
+        {
+            let state = activity.lock();
+            assert_eq!(state.keys[&noisy], MAX_KEYS_PER_TENANT);
+            assert_eq!(state.dropped[&noisy], 501, "each new key past the bound is counted");
+            assert!(!state.dropped.contains_key(&quiet));
+        }
+        let seen = activity.take();
+        let of = |t: TenantId| seen.iter().filter(|s| s.tenant_id == t).count();
+        assert_eq!(of(noisy), MAX_KEYS_PER_TENANT);
+        assert_eq!(of(quiet), 2, "the other tenant's source and device are both kept");
+        let source_row = seen.iter().find(|s| s.source_id == loud_source && s.device_id.is_none()).unwrap();
+        assert_eq!(source_row.at, later, "a known key still moves forward past the bound");
+        assert!(activity.lock().keys.is_empty(), "a flush starts every tenant afresh");
     }
 }

@@ -27,8 +27,6 @@ use time::OffsetDateTime;
 use crate::writer::{Refused, Stored};
 use crate::{IngressState, rejection};
 
-/// How long WAPing is asked to wait when the tenant's backlog is full.
-const BACKLOG_RETRY_AFTER_SECONDS: u64 = 30;
 /// How long WAPing is asked to wait when the write queue is full.
 const OVERLOAD_RETRY_AFTER_SECONDS: u64 = 1;
 
@@ -149,13 +147,7 @@ async fn accept(
         Ok(Inbound::UrlVerification { challenge }) => {
             return Ok(Json(json!({ "challenge": challenge })).into_response());
         }
-        Ok(Inbound::Event(envelope)) => {
-            if source.silence_alert_seconds.is_some() {
-                let device = envelope.device_id.as_deref();
-                state.inner.activity.saw(source.tenant(), source.source_id(), device, now);
-            }
-            envelope
-        }
+        Ok(Inbound::Event(envelope)) => envelope,
         Err(SchemaError::InvalidJson(detail)) => return Err(ApiError::bad_request("invalid_json", detail)),
         Err(e @ SchemaError::Invalid { .. }) => {
             return Err(ApiError::bad_request("invalid_event", e.to_string()));
@@ -195,17 +187,15 @@ async fn accept(
         fanout.get(&tenant).into_iter().flat_map(|v| v.iter()).filter(|d| d.filter.matches(&key)).collect();
     let admission = state.inner.backlog.admit(pool, tenant, limits.backlog, matching.len()).await;
     let Some(admission) = admission.map_err(|e| store_error(&e))? else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "backlog_full",
-            "the tenant's backlog of undelivered deliveries is at its plan's cap; retry later",
-        )
-        .with_retry_after(BACKLOG_RETRY_AFTER_SECONDS));
+        return Err(ApiError::backlog_full());
     };
 
     let dedupe_id = dedupe_id(source, &body).map_err(|e| ApiError::bad_request("invalid_event", e))?;
     let identity = dedupe_id.as_deref().unwrap_or(&envelope.wap_event_id);
+    // Only an accepted event (stored or a duplicate) tells the silence alerts the key is alive.
+    let sighting = Sighting { source, device: envelope.device_id.clone(), at: now };
     if state.inner.redis.seen_event(source.source_id(), identity).await == Some(true) {
+        sighting.note(state);
         return Ok(answer(Stored::Duplicate));
     }
     crate::backpressure::wait_for_room(state, tenant, &matching)
@@ -235,7 +225,24 @@ async fn accept(
     if let Stored::New { deliveries, xact } = stored {
         admission.stored(deliveries, xact);
     }
+    sighting.note(state);
     Ok(answer(stored))
+}
+
+/// An event's key for the silence alerts, noted once the event is accepted.
+struct Sighting<'a> {
+    source: &'a relay_store::sources::SourceRow,
+    device: Option<String>,
+    at: OffsetDateTime,
+}
+
+impl Sighting<'_> {
+    fn note(self, state: &IngressState) {
+        if self.source.silence_alert_seconds.is_some() {
+            let (tenant, source) = (self.source.tenant(), self.source.source_id());
+            state.inner.activity.saw(tenant, source, self.device.as_deref(), self.at);
+        }
+    }
 }
 
 /// The event's identity under its source's dedupe key, if the source has one and the event holds

@@ -139,6 +139,7 @@ pub fn admin_state(deps: &Deps, settings: &Settings) -> relay_admin::AdminState 
         allow_private_destinations: settings.allow_private_destinations,
         require_https_destinations: settings.require_https_destinations,
         streams: deps.streams.clone(),
+        manual_limit: relay_admin::manual::limiter(deps.redis.clone()),
     }
 }
 

@@ -111,6 +111,22 @@ pub async fn count_backlogs(
     Ok((counts, snapshot))
 }
 
+/// Serialises additions to one tenant's backlog made outside ingest (the admin API's manual
+/// work), until the transaction ends: each such request counts the backlog after its own
+/// additions ([`count_backlogs`], in its transaction) and cannot pass the cap on a count another
+/// one has not committed yet. Ingest does not take it (its backlog cache holds the cap).
+pub async fn lock_backlog(db: impl PgExecutor<'_>, tenant: TenantId) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(BACKLOG_LOCK)
+        .bind(tenant.uuid().simple().to_string())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The class of [`lock_backlog`]'s advisory locks ("wapb").
+const BACKLOG_LOCK: i32 = 0x7761_7062;
+
 /// A delivery as the admin API shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {

@@ -66,7 +66,7 @@ pub struct EventRow {
     pub body: Vec<u8>,
 }
 
-const EVENT_COLUMNS: &str =
+pub(crate) const EVENT_COLUMNS: &str =
     "id, tenant_id, source_id, wap_event_id, type, device_id, \"timestamp\", received_at, body";
 
 /// Filters of the event log; `range` applies to `received_at`.

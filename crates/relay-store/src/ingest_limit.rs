@@ -2,7 +2,8 @@
 //! Redis, one key per tenant, on Redis's own clock, so every process of a fleet shares one limit.
 //! While Redis is unavailable each process holds the limit alone (governor, one GCRA state per
 //! tenant): a fleet of n processes may then accept n times the rate, which is the price of
-//! accepting events at all.
+//! accepting events at all. The same limiter, under another name, keeps other per-tenant rates
+//! ([`IngestLimiter::named`]).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -36,13 +37,21 @@ const MAX_LOCAL_TENANTS: usize = 10_000;
 
 pub struct IngestLimiter {
     redis: Redis,
+    /// The limit's name in its Redis keys (`ingest`, or another per-tenant limit's).
+    name: &'static str,
     local: Mutex<HashMap<TenantId, (Quota, DefaultDirectRateLimiter)>>,
     clock: DefaultClock,
 }
 
 impl IngestLimiter {
     pub fn new(redis: Redis) -> Self {
-        Self { redis, local: Mutex::default(), clock: DefaultClock::default() }
+        Self::named(redis, "ingest")
+    }
+
+    /// Another per-tenant limit shared by the fleet, kept by the same rule under keys of its own
+    /// (the admin API's limit on manual work is `manual`).
+    pub fn named(redis: Redis, name: &'static str) -> Self {
+        Self { redis, name, local: Mutex::default(), clock: DefaultClock::default() }
     }
 
     /// Counts one event of `tenant` against `rate` per second with `burst`; `Err(wait)` when it
@@ -51,7 +60,7 @@ impl IngestLimiter {
         let rate = rate.max(1);
         let burst = burst.max(1);
         let mut call = ScriptCall::default();
-        call.key(self.redis.key(&format!("ingest:tenant:{}", tenant.uuid().simple())));
+        call.key(self.redis.key(&format!("{}:tenant:{}", self.name, tenant.uuid().simple())));
         call.arg((1_000_000 / u64::from(rate)).max(1)).arg(burst);
         match self.redis.run_script::<i64>(&SCRIPT, &[call]).await.and_then(|r| r.first().copied()) {
             Some(0) => Ok(()),

@@ -3,7 +3,8 @@
 //! becomes silent (`deadline`). Ingest writes what it saw in batches, at most every few seconds
 //! per key ([`record_activity`]); one process at a time looks up the deadlines that passed, by
 //! their index ([`mark_silent`]): the cost grows with the keys that go silent, not with the keys
-//! watched. Both report through the outbox in the statement that changes the row, so a key's
+//! watched. A key silent for [`FORGET_SILENT_AFTER`] is forgotten by the same scan, so the
+//! table stays bounded by the keys seen recently. Both report through the outbox in the statement that changes the row, so a key's
 //! silence and its return are each reported once, across the fleet and across restarts.
 
 use relay_core::operational::{DEVICE_RESUMED, DEVICE_SILENT, SOURCE_RESUMED, SOURCE_SILENT};
@@ -14,6 +15,13 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::outbox::OUTBOX_CHANNEL;
+
+/// A key silent this long is forgotten (its row deleted by the scan, in batches, by the index
+/// of migration 0020): seven days, longer than the shortest retention of any plan (3 days) and
+/// a week of a device switched off over a weekend or a holiday. The table then holds at most the
+/// keys seen in the last week plus an alert window, whatever a tenant sends; a key that comes
+/// back after being forgotten starts afresh (no `resumed`, as for a key never seen).
+pub const FORGET_SILENT_AFTER: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 /// Serialises the silence scans of a fleet ("wap-quie").
 const SCAN_LOCK: i64 = 8_604_475_916_213_510_773;
@@ -91,10 +99,10 @@ pub async fn record_activity(db: impl PgExecutor<'_>, seen: &[Seen]) -> Result<i
 }
 
 /// One scan, when no other process is scanning (`None` otherwise): marks silent up to `limit`
-/// keys whose deadline passed and reports each, and forgets the keys of sources whose alerts
-/// were turned off or that were deleted. Returns how many keys it looked at (`limit`: there may
-/// be more) and how many of them went silent. Needs a transaction (the scan lock lasts until it
-/// ends).
+/// keys whose deadline passed and reports each, forgets the keys of sources whose alerts were
+/// turned off or that were deleted, and up to `limit` keys silent for [`FORGET_SILENT_AFTER`].
+/// Returns how many keys it looked at (`limit`: there may be more) and how many of them went
+/// silent. Needs a transaction (the scan lock lasts until it ends).
 pub async fn mark_silent(conn: &mut sqlx::PgConnection, limit: i64) -> Result<Option<(i64, i64)>> {
     let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(SCAN_LOCK)
@@ -123,12 +131,23 @@ pub async fn mark_silent(conn: &mut sqlx::PgConnection, limit: i64) -> Result<Op
            SELECT tenant_id, {}, source_id, NULLIF(device_id, ''), \
              jsonb_build_object('lastEventAt', last_seen, 'silenceAlertSeconds', secs) \
            FROM s RETURNING 1 \
+         ), stale AS ( \
+           SELECT source_id, device_id FROM silence_watch \
+           WHERE silent_since IS NOT NULL AND silent_since < now() - $3 * interval '1 second' \
+           ORDER BY silent_since LIMIT $1 FOR UPDATE SKIP LOCKED \
+         ), forgot AS ( \
+           DELETE FROM silence_watch w USING stale \
+           WHERE w.source_id = stale.source_id AND w.device_id = stale.device_id RETURNING 1 \
          ) \
-         SELECT (SELECT count(*) FROM due), count(*) FROM r, \
+         SELECT greatest((SELECT count(*) FROM due), (SELECT count(*) FROM forgot)), count(*) FROM r, \
            (SELECT count(pg_notify($2, '')) FROM (SELECT 1 FROM r LIMIT 1) one) wake",
         kind_sql(SOURCE_SILENT, DEVICE_SILENT)
     ));
-    let (looked, silent): (i64, i64) =
-        sqlx::query_as(sql).bind(limit).bind(OUTBOX_CHANNEL).fetch_one(&mut *conn).await?;
+    let (looked, silent): (i64, i64) = sqlx::query_as(sql)
+        .bind(limit)
+        .bind(OUTBOX_CHANNEL)
+        .bind(FORGET_SILENT_AFTER.as_secs() as i64)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(Some((looked, silent)))
 }

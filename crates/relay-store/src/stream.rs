@@ -5,18 +5,23 @@
 //! that set once a second and, after a commit holding events of such a tenant, notifies
 //! [`STREAM_CHANNEL`] with their ids. With no stream anywhere, ingest sends nothing.
 //!
+//! A read filters by source and type here, on the events' ids, sources and types only, and
+//! reports how far it got ([`StreamPage::reached`]), so a stream moves past what its filter
+//! skipped: a stream costs the same whether its filters match often or never.
+//!
 //! Invariant: a missed notification only delays an event (streams also poll), never loses it.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_redis::redis;
+use relay_core::filter::type_matches;
 use relay_core::{SourceId, TenantId};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::events::EventRow;
+use crate::events::{EVENT_COLUMNS, EventRow};
 use crate::redis::Redis;
 
 /// Notified after a commit of events of streamed tenants; the payload is their ids, comma
@@ -73,26 +78,77 @@ pub fn concerns(payload: &str, tenant: TenantId) -> bool {
     payload.is_empty() || payload.split(',').any(|t| Uuid::parse_str(t).is_ok_and(|t| t == tenant.uuid()))
 }
 
-/// The tenant's events with an id above `after`, oldest first, at most `limit`, of `source`
-/// when given (type filters are applied by the caller: they are patterns).
+/// What a stream wants: one source's events (`None`: every source) of these type patterns
+/// (empty: every type, else a destination's patterns, `message.*`).
+#[derive(Debug, Clone, Default)]
+pub struct StreamFilter {
+    pub source: Option<SourceId>,
+    pub types: Vec<String>,
+}
+
+impl StreamFilter {
+    fn wants(&self, source: Uuid, event_type: &str) -> bool {
+        self.source.is_none_or(|s| s.uuid() == source)
+            && (self.types.is_empty() || self.types.iter().any(|p| type_matches(p, event_type)))
+    }
+}
+
+/// One read of a stream: the events its filter wants, and how far the read got.
+#[derive(Debug)]
+pub struct StreamPage {
+    /// Wanted events, oldest first.
+    pub rows: Vec<EventRow>,
+    /// Every event at or below this id (and above `after`) is in `rows` or skipped by the
+    /// filter: the stream's next read starts here (`after` when nothing was read).
+    pub reached: Uuid,
+    /// How many of the tenant's events the read looked at (at most `scan`).
+    pub scanned: usize,
+    /// The read stopped at a bound (`page` wanted events or `scan` looked at): there may be more.
+    pub more: bool,
+}
+
+/// The tenant's events with an id above `after`, oldest first: up to `page` events its filter
+/// wants, found among at most `scan` of its events. Only the id, source and type of the events
+/// looked at are read, and bodies only of those wanted, so a read costs at most `scan` index
+/// entries whether the filter matches often or never, and the position moves past what the
+/// filter skipped (a stream filtered to a quiet source does not read the same events again).
 pub async fn events_after(
-    db: impl PgExecutor<'_>,
+    pool: &sqlx::PgPool,
     tenant: TenantId,
     after: Uuid,
-    source: Option<SourceId>,
-    limit: i64,
-) -> Result<Vec<EventRow>> {
-    Ok(sqlx::query_as(
-        "SELECT id, tenant_id, source_id, wap_event_id, type, device_id, \"timestamp\", received_at, body \
-         FROM events WHERE tenant_id = $1 AND id > $2 AND ($3::uuid IS NULL OR source_id = $3) \
-         ORDER BY id LIMIT $4",
+    filter: &StreamFilter,
+    page: usize,
+    scan: usize,
+) -> Result<StreamPage> {
+    let looked: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+        "SELECT id, source_id, type FROM events WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
     )
     .bind(tenant.uuid())
     .bind(after)
-    .bind(source.map(|s| s.uuid()))
-    .bind(limit)
-    .fetch_all(db)
-    .await?)
+    .bind(i64::try_from(scan.max(1)).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    let mut wanted = Vec::new();
+    let mut reached = after;
+    for (id, source, event_type) in &looked {
+        if wanted.len() == page.max(1) {
+            break;
+        }
+        reached = *id;
+        if filter.wants(*source, event_type) {
+            wanted.push(*id);
+        }
+    }
+    let more = looked.len() >= scan.max(1) || wanted.len() == page.max(1);
+    let rows = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = ANY($2) ORDER BY id"
+        ));
+        sqlx::query_as(sql).bind(tenant.uuid()).bind(&wanted).fetch_all(pool).await?
+    };
+    Ok(StreamPage { rows, reached, scanned: looked.len(), more })
 }
 
 /// The smallest UUIDv7 of the millisecond `unix_ms` (a cursor "from then on").

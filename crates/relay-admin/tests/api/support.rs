@@ -74,6 +74,11 @@ impl TestApp {
 
     pub fn with_policy(pool: PgPool, allow_private: bool) -> Self {
         let jwt = JwtKeys::new(JWT_SECRET).unwrap();
+        let redis = relay_store::Redis::new(
+            "redis://127.0.0.1:6379",
+            &format!("test:admin:{}:", uuid::Uuid::new_v4().simple()),
+        )
+        .unwrap();
         let state = AdminState {
             pool: pool.clone(),
             master_key: MasterKey::from_base64(&MasterKey::generate_base64()).unwrap(),
@@ -81,14 +86,8 @@ impl TestApp {
             public_url: "https://relay.example.com/".into(),
             allow_private_destinations: allow_private,
             require_https_destinations: false,
-            streams: relay_admin::stream::StreamHub::new(
-                pool.clone(),
-                relay_store::Redis::new(
-                    "redis://127.0.0.1:6379",
-                    &format!("test:admin:{}:", uuid::Uuid::new_v4().simple()),
-                )
-                .unwrap(),
-            ),
+            streams: relay_admin::stream::StreamHub::new(pool.clone(), redis.clone()),
+            manual_limit: relay_admin::manual::limiter(redis),
         };
         let (operator, _) = issue_token(&jwt, Role::Operator, None, Duration::from_secs(600));
         Self { pool, router: relay_admin::router(state.clone()), state, operator }
