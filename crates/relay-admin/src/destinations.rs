@@ -102,8 +102,7 @@ pub(crate) async fn create_destination(
         headers: stored_headers::seal(&state.master_key, &headers),
         enabled: input.enabled.unwrap_or(true),
         disabled_reason: None,
-        // A destination starts unpaused; pause it with PATCH.
-        paused: false,
+        paused: input.paused.unwrap_or(false),
         replay_on_recovery: input.replay_on_recovery.unwrap_or(false),
         format: input.format.unwrap_or_default().as_str().to_owned(),
         meta_context: checks::check_meta(input.meta)?,
@@ -132,6 +131,7 @@ pub(crate) async fn create_destination(
         device_ids: draft.device_ids,
         headers: draft.headers.plain,
         enabled: draft.enabled,
+        paused: draft.paused,
         replay_on_recovery: draft.replay_on_recovery,
         format: draft.format.clone(),
         meta_context: draft.meta_context.clone(),

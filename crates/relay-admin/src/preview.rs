@@ -41,9 +41,28 @@ pub struct PreviewOut {
     pub field: Option<&'static str>,
 }
 
-/// Previews what this destination would receive for the WAPing event in the request body.
+/// The event of a preview request: the body itself (a WAPing event as WAPing posts it), or the
+/// value of `payload` in `{"payload": <event>}` (the contract's shape; an object with an
+/// `eventId` is an event, whatever else it holds).
+fn unwrap_payload(body: Bytes) -> Bytes {
+    #[derive(serde::Deserialize)]
+    struct Wrapped<'a> {
+        #[serde(borrow)]
+        payload: &'a RawValue,
+        #[serde(rename = "eventId")]
+        event_id: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Wrapped<'_>>(&body) {
+        Ok(w) if w.event_id.is_none() => Bytes::copy_from_slice(w.payload.get().as_bytes()),
+        _ => body,
+    }
+}
+
+/// Previews what this destination would receive for a WAPing event.
+///
+/// The request body is the event as WAPing posts it, or `{"payload": <event>}`.
 #[utoipa::path(post, path = "/v1/destinations/{id}/preview", tag = "destinations",
-    request_body(content = Object, description = "A WAPing event, as WAPing posts it"),
+    request_body(content = Object, description = "A WAPing event as WAPing posts it, or `{\"payload\": <event>}`"),
     params(("id" = String, Path, description = "Destination id")),
     responses((status = 200, description = "What would be sent", body = PreviewOut),
         (status = 400, response = BadRequest), (status = 404, response = NotFound)),
@@ -59,6 +78,7 @@ pub(crate) async fn preview_destination(
     let row = relay_store::destinations::get_destination(&state.pool, auth.tenant_id, id)
         .await
         .map_err(or_not_found(not_found))?;
+    let body = unwrap_payload(body);
     let invalid = |e: String| ApiError::bad_request("invalid_event", e);
     let raw = |bytes: Vec<u8>| {
         String::from_utf8(bytes)
@@ -84,7 +104,7 @@ pub(crate) async fn preview_destination(
                 state.master_key.open(&row.signing_secret).map_err(ApiError::internal)?.expose(),
             )
             .map_err(ApiError::internal)?;
-            let signature = relay_core::meta::hub_signature(secret.key(), &meta);
+            let signature = relay_core::meta::hub_signature(secret.meta_app_secret(), &meta);
             PreviewOut {
                 fanned_out: true,
                 body: Some(raw(meta)?),

@@ -172,6 +172,14 @@ impl WebhookSecret {
     pub fn as_secret(&self) -> &Secret {
         &self.text
     }
+
+    /// The key of `X-Hub-Signature-256` for a `meta_cloud_api` destination: the UTF-8 bytes of
+    /// the whole `whsec_…` string, as its owner pastes it where Meta code expects the app secret
+    /// (Meta's receivers key their HMAC with the app secret string's bytes; the decoded key is
+    /// not even text, so no receiver could be configured with it).
+    pub fn meta_app_secret(&self) -> &[u8] {
+        self.text.expose().as_bytes()
+    }
 }
 
 impl fmt::Debug for WebhookSecret {

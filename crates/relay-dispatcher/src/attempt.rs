@@ -213,7 +213,7 @@ fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// The headers and body of an attempt to a `meta_cloud_api` destination: the event rewritten for
 /// Meta, with the relay's headers computed over those bytes, plus `X-Hub-Signature-256` keyed
-/// with the current signing secret's bytes.
+/// with the current signing secret's string (`WebhookSecret::meta_app_secret`).
 fn meta_request(
     dest: &Prepared,
     ctx: &relay_core::meta::MetaContext,
@@ -222,7 +222,7 @@ fn meta_request(
     let body = relay_core::meta::to_meta(&payload.body, ctx).ok()??;
     let outbound = request::Outbound { body: &body, ..payload.outbound.clone() };
     let mut headers = request::headers(&dest.custom_headers, &outbound);
-    let signature = relay_core::meta::hub_signature(dest.secrets.first()?.key(), &body);
+    let signature = relay_core::meta::hub_signature(dest.secrets.first()?.meta_app_secret(), &body);
     headers.insert(relay_core::meta::HUB_SIGNATURE_HEADER, http::HeaderValue::from_str(&signature).ok()?);
     Some((headers, bytes::Bytes::from(body)))
 }

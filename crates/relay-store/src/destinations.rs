@@ -85,6 +85,8 @@ pub struct NewDestination {
     pub device_ids: Option<Vec<String>>,
     pub headers: BTreeMap<String, String>,
     pub enabled: bool,
+    /// Created paused: its deliveries wait until it is resumed.
+    pub paused: bool,
     pub replay_on_recovery: bool,
     pub format: String,
     pub meta_context: Option<relay_core::meta::MetaContext>,
@@ -113,9 +115,10 @@ pub async fn insert_destination_with_sealed_headers(
     let sql = sqlx::AssertSqlSafe(format!(
         "INSERT INTO destinations (id, tenant_id, url, description, source_ids, event_types, device_ids, \
          headers, enabled, timeout_ms, rate_limit_per_second, max_in_flight, initial_delay_ms, max_delay_ms, \
-         window_seconds, signing_secret, sealed_headers, replay_on_recovery, format, meta_context, ordering) \
+         window_seconds, signing_secret, sealed_headers, replay_on_recovery, format, meta_context, ordering, \
+         paused, paused_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-           $21) \
+           $21, $22, CASE WHEN $22 THEN now() END) \
          RETURNING {DESTINATION_COLUMNS}"
     ));
     let source_ids: Option<Vec<Uuid>> =
@@ -142,6 +145,7 @@ pub async fn insert_destination_with_sealed_headers(
         .bind(&new.format)
         .bind(new.meta_context.as_ref().map(Json))
         .bind(new.ordering.as_str())
+        .bind(new.paused)
         .fetch_one(db)
         .await?;
     Ok(row)

@@ -91,6 +91,9 @@ pub struct DestinationIn {
     /// When it answers again after a failing streak, queue the deliveries that failed during
     /// the streak once more (trigger `replay`). Default false.
     pub replay_on_recovery: Option<bool>,
+    /// Create it paused (default false): fan-out queues its deliveries, which wait until
+    /// `PATCH {"paused": false}`.
+    pub paused: Option<bool>,
     /// `none` (default): deliveries are attempted in any order, many at once. `per_device`: the
     /// deliveries of events that share a `deviceId` are attempted one at a time, in the order
     /// the relay accepted the events; one being retried holds back that device's later ones

@@ -380,3 +380,19 @@ async fn ordering_defaults_to_none_and_can_be_per_device(pool: PgPool) {
     let res = app.post("/v1/destinations", &t.token, json!({"url": url, "ordering": "per_event"})).await;
     assert!(res.status.is_client_error());
 }
+
+/// A destination may be created paused (CONTRACT §5); it starts unpaused otherwise.
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_destination_may_be_created_paused(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let t = app.tenant("pro").await;
+    let url = crate::support::PUBLIC_URL;
+    let res = app.post("/v1/destinations", &t.token, json!({"url": url, "paused": true})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    assert_eq!(res.body["paused"], true);
+    assert!(res.body["paused_at"].is_string(), "{:?}", res.body);
+    let res = app.get(&format!("/v1/destinations/{}", res.id()), &t.token).await;
+    assert_eq!(res.body["paused"], true);
+    let res = app.post("/v1/destinations", &t.token, json!({"url": url})).await;
+    assert_eq!((res.body["paused"].as_bool(), res.body["paused_at"].is_null()), (Some(false), true));
+}

@@ -278,6 +278,7 @@ impl Fixture {
                 max_delay_ms: spec.max_delay_ms,
                 window_seconds: spec.window_seconds,
                 signing_secret: self.key.seal(secret.as_secret()),
+                paused: false,
                 replay_on_recovery: spec.replay_on_recovery,
                 format: "waping".into(),
                 meta_context: None,

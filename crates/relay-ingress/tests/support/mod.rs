@@ -120,6 +120,7 @@ impl Harness {
             max_delay_ms: 3_600_000,
             window_seconds: 86_400,
             signing_secret: self.master_key.seal(WebhookSecret::generate().as_secret()),
+            paused: false,
             replay_on_recovery: false,
             format: "waping".into(),
             meta_context: None,

@@ -34,6 +34,7 @@ impl Queue {
             device_ids: None,
             headers: Default::default(),
             enabled: true,
+            paused: false,
             replay_on_recovery: false,
             format: "waping".into(),
             meta_context: None,
