@@ -60,10 +60,20 @@ pub fn parse_inbound(body: &[u8]) -> Result<Inbound, SchemaError> {
 
 /// Parses JSON refusing an object that holds the same key twice (at any depth): parsers differ on
 /// which value they keep, so a destination could read what the relay never validated.
+///
+/// A number beyond what a float holds (`1e400`) is valid JSON, and the relay forwards bytes: such
+/// a body is parsed again with those numbers read as `null` (none of the fields the relay reads
+/// is a number).
 fn parse_strict(body: &[u8]) -> Result<Value, SchemaError> {
     use serde::de::DeserializeSeed;
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = Strict.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    let parse = |seed: Strict| {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v))
+    };
+    let value = match parse(Strict { lenient: false }) {
+        Err(e) if e.to_string().starts_with("number out of range") => parse(Strict { lenient: true }),
+        other => other,
+    };
     value.map_err(|e| match e.classify() {
         // The only data error a JSON value can raise is ours.
         serde_json::error::Category::Data => SchemaError::field("body", e.to_string()),
@@ -71,14 +81,31 @@ fn parse_strict(body: &[u8]) -> Result<Value, SchemaError> {
     })
 }
 
-/// Builds a [`Value`], failing on a duplicate object key.
-struct Strict;
+/// Builds a [`Value`], failing on a duplicate object key; `lenient` reads each member through its
+/// raw text first, so a number out of a float's range becomes `null` instead of an error.
+#[derive(Clone, Copy)]
+struct Strict {
+    lenient: bool,
+}
 
 impl<'de> serde::de::DeserializeSeed<'de> for Strict {
     type Value = Value;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
+    }
+}
+
+impl Strict {
+    /// A member read as raw text (numbers are skipped over, not converted), then parsed.
+    fn member<E: serde::de::Error>(self, raw: &serde_json::value::RawValue) -> Result<Value, E> {
+        use serde::de::DeserializeSeed;
+        let text = raw.get();
+        if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            return Ok(serde_json::from_str(text).unwrap_or(Value::Null));
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        self.deserialize(&mut de).map_err(E::custom)
     }
 }
 
@@ -119,8 +146,14 @@ impl<'de> serde::de::Visitor<'de> for Strict {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Strict)? {
-            items.push(item);
+        if self.lenient {
+            while let Some(raw) = seq.next_element::<&serde_json::value::RawValue>()? {
+                items.push(self.member(raw)?);
+            }
+        } else {
+            while let Some(item) = seq.next_element_seed(self)? {
+                items.push(item);
+            }
         }
         Ok(Value::Array(items))
     }
@@ -128,7 +161,11 @@ impl<'de> serde::de::Visitor<'de> for Strict {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(Strict)?;
+            let value = if self.lenient {
+                self.member(map.next_value::<&serde_json::value::RawValue>()?)?
+            } else {
+                map.next_value_seed(self)?
+            };
             if object.contains_key(&key) {
                 return Err(serde::de::Error::custom(format_args!("holds the key `{key}` twice")));
             }
@@ -245,6 +282,21 @@ mod tests {
         let ok =
             format!(r#"{{"eventId":"{}","type":"a","timestamp":"2026-04-03T12:00:00Z"}}"#, "x".repeat(256));
         assert!(parse_inbound(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_number_beyond_a_float_is_valid_json() {
+        let big =
+            r#"{"eventId":"e","type":"a","timestamp":"2026-04-03T12:00:00Z","n":1e400,"l":[-1e999,{"m":2}]}"#;
+        let Ok(Inbound::Event(e)) = parse_inbound(big.as_bytes()) else { panic!("refused") };
+        assert_eq!((e.wap_event_id.as_str(), e.event_type.as_str()), ("e", "a"));
+        // Still strict about everything else.
+        let twice =
+            r#"{"eventId":"e","type":"a","timestamp":"2026-04-03T12:00:00Z","n":1e400,"m":{"k":1,"k":2}}"#;
+        assert_eq!(field_of(twice), "body");
+        assert!(matches!(parse_inbound(b"{\"n\":1e400,}"), Err(SchemaError::InvalidJson(_))));
+        let not_an_id = r#"{"eventId":1e400,"type":"a","timestamp":"2026-04-03T12:00:00Z"}"#;
+        assert_eq!(field_of(not_an_id), "eventId");
     }
 
     #[test]

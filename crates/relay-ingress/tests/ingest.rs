@@ -126,6 +126,15 @@ async fn bad_json_and_wrong_content_type(pool: PgPool) {
     assert_eq!(h.events(tenant).await, 0);
     let reasons: Vec<String> = h.rejections(tenant).await.into_iter().map(|r| r.0).collect();
     assert_eq!(reasons, ["invalid_json", "unsupported_media_type"]);
+    // Valid JSON whose number is beyond a float's range is an event: its bytes are stored as sent.
+    let big = r#"{"eventId":"evt_big","type":"a","timestamp":"2026-04-03T12:00:00Z","n":1e400}"#;
+    assert_eq!(h.post_signed(source, big).await.status(), 200);
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT body FROM events WHERE tenant_id = $1")
+        .bind(tenant.uuid())
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, big.as_bytes());
 }
 
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
