@@ -9,7 +9,6 @@
 pub mod auth;
 pub mod docs;
 pub mod extract;
-pub mod ingest_doc;
 
 mod attempts;
 mod db;
@@ -85,11 +84,11 @@ fn api() -> OpenApiRouter<AdminState> {
         .merge(preview::routes())
 }
 
-/// The full OpenAPI 3.1 document: every admin route, the ingress routes (documented here, served
-/// by relay-ingress) and the shared error responses.
+/// The full OpenAPI 3.1 document: every admin route, the ingress routes (documented on their
+/// handlers in relay-ingress) and the shared error responses.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api().into_openapi();
-    doc.merge(ingest_doc::IngestDoc::openapi());
+    doc.merge(<relay_ingress::doc::IngestDoc as utoipa::OpenApi>::openapi());
     docs::finish(&mut doc);
     doc
 }

@@ -14,6 +14,16 @@ use crate::IngressState;
 use crate::ingest::lookup_source;
 use crate::rejection;
 
+/// Answers the subscription handshake with the challenge when the verify token matches.
+#[utoipa::path(get, path = "/v1/ingest/{source_id}", tag = "ingress", operation_id = "ingest_handshake",
+    params(("source_id" = String, Path, description = "Source id"), crate::doc::HandshakeQuery),
+    responses(
+        (status = 200, description = "The challenge, exactly", body = String, content_type = "text/plain"),
+        (status = 403, description = "The verify token does not match", body = relay_http::Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "`source_not_found`", body = relay_http::Problem,
+            content_type = "application/problem+json"),
+    ))]
 pub async fn get_handshake(
     State(state): State<IngressState>,
     Path(raw_id): Path<String>,

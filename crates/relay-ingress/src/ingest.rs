@@ -90,6 +90,37 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     Ok(buffer.freeze())
 }
 
+/// Receives one WAPing event. A 2xx is sent only after the event and its deliveries are durably
+/// stored. Refusals with a known source are recorded as rejections.
+#[utoipa::path(post, path = "/v1/ingest/{source_id}", tag = "ingress", operation_id = "ingest_event",
+    params(
+        ("source_id" = String, Path, description = "Source id"),
+        ("X-Wap-Signature" = Option<String>, Header,
+            description = "`sha256=<hex>` HMAC-SHA256 of the raw body (header name and scheme per source)"),
+    ),
+    request_body(content = crate::doc::WapEvent, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (or a duplicate), or a url_verification answer", body = IngestAck),
+        (status = 400, description = "`invalid_json`, `invalid_event` (detail names the field) or \
+            `invalid_request` (the body could not be read)",
+            body = relay_http::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_signature`", body = relay_http::Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = "`tenant_suspended` or `plan_not_allowed`", body = relay_http::Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "`source_not_found`", body = relay_http::Problem,
+            content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = relay_http::Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = relay_http::Problem,
+            content_type = "application/problem+json"),
+        (status = 429, description = "`backlog_full` (the tenant's backlog is at its plan's cap) or \
+            `rate_limited` (past the plan's ingest rate); retry after `Retry-After`",
+            body = relay_http::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable` (Postgres) or `overloaded` (the tenant outpaces its \
+            deliveries or holds its share of the write queue); retry after `Retry-After`",
+            body = relay_http::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn post_ingest(
     State(state): State<IngressState>,
     Path(raw_id): Path<String>,
@@ -262,10 +293,12 @@ fn overloaded(what: &'static str) -> ApiError {
         .with_retry_after(OVERLOAD_RETRY_AFTER_SECONDS)
 }
 
-/// The answer to an accepted event, fields in the contract's order.
-#[derive(serde::Serialize)]
-struct Ack {
+/// Answer to an accepted event, fields in the contract's order.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct IngestAck {
+    /// Always true.
     received: bool,
+    /// Present and true when this source already stored this `eventId`; nothing new is delivered.
     #[serde(skip_serializing_if = "Option::is_none")]
     duplicate: Option<bool>,
 }
@@ -283,8 +316,8 @@ fn answer(stored: Stored) -> Response {
     };
     metrics::counter!("relay_ingest_requests_total", "outcome" => outcome).increment(1);
     match stored {
-        Stored::New { .. } => Json(Ack { received: true, duplicate: None }).into_response(),
-        Stored::Duplicate => Json(Ack { received: true, duplicate: Some(true) }).into_response(),
+        Stored::New { .. } => Json(IngestAck { received: true, duplicate: None }).into_response(),
+        Stored::Duplicate => Json(IngestAck { received: true, duplicate: Some(true) }).into_response(),
     }
 }
 

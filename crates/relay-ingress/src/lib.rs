@@ -9,6 +9,7 @@
 mod activity;
 mod backlog;
 mod backpressure;
+pub mod doc;
 mod handshake;
 mod ingest;
 mod rejection;

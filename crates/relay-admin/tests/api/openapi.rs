@@ -154,3 +154,25 @@ async fn the_router_serves_the_document_and_the_docs_page() {
     assert_eq!(res.status, axum::http::StatusCode::OK);
     assert!(res.body.as_str().unwrap().contains("swagger-ui"), "{:?}", res.body);
 }
+
+/// Ingest's refusals are documented with their codes, from the handlers' own annotations
+/// (relay-ingress): the 429s of the plan's rate and the backlog cap, and the 503s of an
+/// unavailable database and of shedding.
+#[test]
+fn ingest_documents_every_refusal_code() {
+    let doc: Value = serde_json::from_str(&generated()).unwrap();
+    let responses = &doc["paths"]["/v1/ingest/{source_id}"]["post"]["responses"];
+    let says = |status: &str, code: &str| {
+        responses[status]["description"].as_str().is_some_and(|d| d.contains(&format!("`{code}`")))
+    };
+    for (status, code) in [
+        ("429", "rate_limited"),
+        ("429", "backlog_full"),
+        ("503", "overloaded"),
+        ("503", "unavailable"),
+        ("413", "payload_too_large"),
+        ("401", "invalid_signature"),
+    ] {
+        assert!(says(status, code), "{status} {code}: {}", responses[status]);
+    }
+}
