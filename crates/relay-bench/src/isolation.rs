@@ -140,7 +140,7 @@ fn smoke_check(rounds: &[Round]) -> anyhow::Result<()> {
             o.victim.lost
         );
     }
-    println!("smoke: every victim event accepted somewhere, 0 lost");
+    println!("smoke: the victim was served in every run, 0 lost");
     Ok(())
 }
 

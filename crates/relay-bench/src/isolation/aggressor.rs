@@ -117,34 +117,11 @@ pub async fn start(scenario: Scenario, env: &Env<'_>) -> anyhow::Result<Aggresso
     match scenario {
         Scenario::HeldDevice => held_device(env, &mut a).await?,
         Scenario::SlowEndpoints => slow_endpoints(env, &mut a).await?,
-        Scenario::LargeEvents => {
-            let t = tenant(env, Value::Null, Value::Null, &[("ok/0", Value::Null)]).await?;
-            let tally = a.tally("events");
-            a.tasks.post_closed(&env.client, &t.ingest_url, 32, traffic::large(), &tally);
-        }
+        Scenario::LargeEvents => large_events(env, &mut a).await?,
         Scenario::AdminReads => admin_reads(env, &mut a).await?,
-        Scenario::RefusedFlood => {
-            let source = json!({"silence_alert_seconds": 60});
-            let t = tenant(env, json!({"backlog": 2}), source, &[("fail/0", Value::Null)]).await?;
-            let tally = a.tally("events");
-            let body = traffic::small(|k| format!("dev_{}", k % 1_000));
-            a.tasks.post_closed(&env.client, &t.ingest_url, 32, body, &tally);
-        }
+        Scenario::RefusedFlood => refused_flood(env, &mut a).await?,
         Scenario::QuietStreams => quiet_streams(env, &mut a).await?,
-        Scenario::MetaDestinations => {
-            let meta = json!({"format": "meta_cloud_api", "meta": {"phone_number_id": "106540352242922"}});
-            let paths: Vec<(String, Value)> = (0..20).map(|i| (format!("ok/{i}"), meta.clone())).collect();
-            let paths: Vec<(&str, Value)> = paths.iter().map(|(p, v)| (p.as_str(), v.clone())).collect();
-            let t = tenant(env, Value::Null, Value::Null, &paths).await?;
-            let tally = a.tally("events");
-            a.tasks.post_open(
-                &env.client,
-                &t.ingest_url,
-                100,
-                traffic::small(|k| format!("dev_{}", k % 100)),
-                &tally,
-            );
-        }
+        Scenario::MetaDestinations => meta_destinations(env, &mut a).await?,
         Scenario::Sigkill => bail!("(h) is not an aggressor tenant"),
     }
     Ok(a)
@@ -156,7 +133,7 @@ async fn tenant(
     env: &Env<'_>,
     limits: Value,
     source: Value,
-    destinations: &[(&str, Value)],
+    destinations: &[(String, Value)],
 ) -> anyhow::Result<TenantSetup> {
     let id = relay::create_tenant(&env.client, env.base, "aggressor", "pro", limits).await?;
     let token = relay::token("tenant", Some(&id));
@@ -171,13 +148,23 @@ async fn tenant(
     Ok(TenantSetup { id, ingest_url, destination_ids })
 }
 
-/// (a): the held deliveries are stored through relay-store's own ingest write (`prefill.rs`,
-/// one device, each delivery keyed to it as ingest keys them), then the database is analysed (as autovacuum would, so the
-/// planner sees the held rows), and a trickle of 10 events/s of that device is posted.
+/// `n` destinations on the sink at `{path}/{i}`, each with `settings`.
+fn on_sink(path: &str, n: usize, settings: Value) -> Vec<(String, Value)> {
+    (0..n).map(|i| (format!("{path}/{i}"), settings.clone())).collect()
+}
+
+/// Events of 100 device ids.
+fn spread_devices() -> traffic::Body {
+    traffic::small(|k| format!("dev_{}", k % 100))
+}
+
+/// (a): the held deliveries are stored through relay-store's own ingest write (`prefill.rs`:
+/// one device, each delivery keyed to it as ingest keys them), the database is analysed (as
+/// autovacuum would, so the planner sees the held rows), then 10 events/s of that device.
 async fn held_device(env: &Env<'_>, a: &mut Aggressor) -> anyhow::Result<()> {
     let held = if env.smoke { 2_000 } else { 100_000 };
     let ordered = json!({"ordering": "per_device"});
-    let t = tenant(env, Value::Null, Value::Null, &[("fail/0", ordered)]).await?;
+    let t = tenant(env, Value::Null, Value::Null, &on_sink("fail", 1, ordered)).await?;
     let ordering = relay_core::vocab::DeliveryOrdering::PerDevice;
     prefill::store_ordered(env.db, &t, held, ordering).await.context("storing the held deliveries")?;
     let pool = sqlx::PgPool::connect(env.db).await?;
@@ -194,22 +181,20 @@ async fn held_device(env: &Env<'_>, a: &mut Aggressor) -> anyhow::Result<()> {
 async fn slow_endpoints(env: &Env<'_>, a: &mut Aggressor) -> anyhow::Result<()> {
     let n = if env.smoke { 4 } else { 25 };
     let slow = json!({"timeout_ms": 30_000});
-    let paths: Vec<String> = (0..n).map(|i| format!("slow/{i}")).collect();
-    let destinations: Vec<(&str, Value)> = paths.iter().map(|p| (p.as_str(), slow.clone())).collect();
-    let t = tenant(env, Value::Null, Value::Null, &destinations).await?;
+    let t = tenant(env, Value::Null, Value::Null, &on_sink("slow", n, slow)).await?;
     a.fixed.insert("slow destinations".to_owned(), n as f64);
     let tally = a.tally("events");
-    a.tasks.post_open(&env.client, &t.ingest_url, 40, traffic::small(|k| format!("dev_{}", k % 100)), &tally);
+    a.tasks.post_open(&env.client, &t.ingest_url, 40, spread_devices(), &tally);
     Ok(())
 }
 
-/// (d): history first (events stored through `prefill.rs` and delivered to the sink, with the
-/// aggressor's delivery rate lifted for that only), then 32 readers looping over the stats, a
+/// (d): history first (events stored through `prefill.rs` and delivered to the sink, the
+/// aggressor's delivery rate lifted so that takes seconds; it posts nothing afterwards), then 32 readers looping over the stats, a
 /// filtered event list and a filtered delivery list.
 async fn admin_reads(env: &Env<'_>, a: &mut Aggressor) -> anyhow::Result<()> {
     let history = if env.smoke { 1_000 } else { 20_000 };
     let lifted = json!({"deliveries_per_second": 100_000, "burst": 100_000});
-    let t = tenant(env, lifted, Value::Null, &[("ok/0", Value::Null)]).await?;
+    let t = tenant(env, lifted, Value::Null, &on_sink("ok", 1, Value::Null)).await?;
     prefill::store(env.db, &t, history).await.context("storing the history")?;
     let deadline = Instant::now() + Duration::from_secs(180);
     while env.hits.ok.load(Ordering::Relaxed) < history as u64 {
@@ -238,7 +223,7 @@ async fn admin_reads(env: &Env<'_>, a: &mut Aggressor) -> anyhow::Result<()> {
 /// (f): a second, quiet source that never gets an event; 10 streams filtered to it, read as
 /// they come; 100 events/s to the tenant's other source (one destination on the sink).
 async fn quiet_streams(env: &Env<'_>, a: &mut Aggressor) -> anyhow::Result<()> {
-    let t = tenant(env, Value::Null, Value::Null, &[("ok/0", Value::Null)]).await?;
+    let t = tenant(env, Value::Null, Value::Null, &on_sink("ok", 1, Value::Null)).await?;
     let token = relay::token("tenant", Some(&t.id));
     let quiet = relay::create_source(&env.client, env.base, &token, json!({"name": "quiet"})).await?;
     let quiet = quiet["id"].as_str().context("source id")?;
@@ -246,12 +231,35 @@ async fn quiet_streams(env: &Env<'_>, a: &mut Aggressor) -> anyhow::Result<()> {
     let url = format!("{}/v1/stream?source_id={quiet}", env.base);
     a.tasks.streams(&env.client, &token, &url, 10, &streams);
     let events = a.tally("events");
-    a.tasks.post_open(
-        &env.client,
-        &t.ingest_url,
-        100,
-        traffic::small(|k| format!("dev_{}", k % 100)),
-        &events,
-    );
+    a.tasks.post_open(&env.client, &t.ingest_url, 100, spread_devices(), &events);
+    Ok(())
+}
+
+/// (c): events of about 1 MB from 32 concurrent senders, closed loop; one fast destination.
+async fn large_events(env: &Env<'_>, a: &mut Aggressor) -> anyhow::Result<()> {
+    let t = tenant(env, Value::Null, Value::Null, &on_sink("ok", 1, Value::Null)).await?;
+    let tally = a.tally("events");
+    a.tasks.post_closed(&env.client, &t.ingest_url, 32, traffic::large(), &tally);
+    Ok(())
+}
+
+/// (e): the operator sets the backlog cap to 2 and the one destination answers 500, so the
+/// backlog stays full; 32 concurrent senders on a source with silence alerts, 1,000 device ids:
+/// nearly every event is refused (429).
+async fn refused_flood(env: &Env<'_>, a: &mut Aggressor) -> anyhow::Result<()> {
+    let source = json!({"silence_alert_seconds": 60});
+    let t = tenant(env, json!({"backlog": 2}), source, &on_sink("fail", 1, Value::Null)).await?;
+    let tally = a.tally("events");
+    let body = traffic::small(|k| format!("dev_{}", k % 1_000));
+    a.tasks.post_closed(&env.client, &t.ingest_url, 32, body, &tally);
+    Ok(())
+}
+
+/// (g): 20 destinations in Meta's format; 100 `message.received` events/s to them.
+async fn meta_destinations(env: &Env<'_>, a: &mut Aggressor) -> anyhow::Result<()> {
+    let meta = json!({"format": "meta_cloud_api", "meta": {"phone_number_id": "106540352242922"}});
+    let t = tenant(env, Value::Null, Value::Null, &on_sink("ok", 20, meta)).await?;
+    let tally = a.tally("events");
+    a.tasks.post_open(&env.client, &t.ingest_url, 100, spread_devices(), &tally);
     Ok(())
 }

@@ -46,7 +46,7 @@ async fn run_on(binary: &str, db: &str, schedule: Schedule) -> anyhow::Result<Ou
     aggressor.insert("events acknowledged before the kill".to_owned(), acknowledged as f64);
     aggressor.insert("their deliveries lost".to_owned(), missing as f64);
     if let Some(s) = recovered {
-        aggressor.insert("all arrived s after the kill".to_owned(), s);
+        aggressor.insert("recovery s".to_owned(), s);
     }
     Ok(Outcome { scenario: Some(Scenario::Sigkill), victim: victim.figures(schedule, window), aggressor })
 }

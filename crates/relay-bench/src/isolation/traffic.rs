@@ -73,14 +73,13 @@ pub struct Tasks {
 }
 
 impl Tasks {
-    /// Stops every task and waits for them (at most `grace`: a request in flight is abandoned).
+    /// Stops every task and waits for them, at most `grace` in all (then a request still in
+    /// flight is abandoned).
     pub async fn stop(self, grace: Duration) {
         self.stop.store(true, Ordering::Relaxed);
-        for h in self.handles {
-            let abort = h.abort_handle();
-            if tokio::time::timeout(grace, h).await.is_err() {
-                abort.abort();
-            }
+        let aborts: Vec<_> = self.handles.iter().map(JoinHandle::abort_handle).collect();
+        if tokio::time::timeout(grace, futures::future::join_all(self.handles)).await.is_err() {
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
     }
 
