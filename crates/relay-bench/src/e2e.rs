@@ -254,7 +254,7 @@ fn spawn_sampler(
 }
 
 /// Waits until every acknowledged delivery arrived, or `stall` passes without a new one.
-pub(crate) async fn drain(load: &Load, arrivals: &Arrivals, prefill: usize, stall: Duration) -> bool {
+async fn drain(load: &Load, arrivals: &Arrivals, prefill: usize, stall: Duration) -> bool {
     let mut last = (arrivals.arrived.load(Ordering::Relaxed), Instant::now());
     loop {
         let arrived = arrivals.arrived.load(Ordering::Relaxed);
