@@ -77,6 +77,8 @@ const SHED_RETRY_AFTER: u8 = 3;
 const SHED_BARE: u8 = 4;
 const OTHER: u8 = 5;
 const NO_ANSWER: u8 = 6;
+/// 429 (rate limit or backlog cap); counted among the other statuses in the e2e report.
+const REFUSED: u8 = 7;
 
 /// What the senders share: the ingest URLs, and per event its send time, latency and answer.
 pub struct Load {
@@ -93,7 +95,12 @@ pub struct Load {
 }
 
 impl Load {
-    fn new(urls: Vec<String>, devices: usize, capacity: usize, epoch: Instant) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        urls: Vec<String>,
+        devices: usize,
+        capacity: usize,
+        epoch: Instant,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder().pool_max_idle_per_host(4096).build()?;
         Ok(Self {
             client,
@@ -137,12 +144,17 @@ impl Load {
                 DUPLICATE => c[0] += 1,
                 SHED_RETRY_AFTER => c[1] += 1,
                 SHED_BARE => c[2] += 1,
-                OTHER => c[3] += 1,
+                OTHER | REFUSED => c[3] += 1,
                 NO_ANSWER => c[4] += 1,
                 _ => {}
             }
         }
         c
+    }
+
+    /// Answers 429 among events `range`.
+    pub fn refused(&self, range: std::ops::Range<usize>) -> usize {
+        range.filter(|&g| self.answer_of(g) == REFUSED).count()
     }
 
     /// Sends event `g`, counted from `scheduled`.
@@ -156,6 +168,7 @@ impl Load {
             Answer::Duplicate => DUPLICATE,
             Answer::Unavailable { retry_after: true } => SHED_RETRY_AFTER,
             Answer::Unavailable { retry_after: false } => SHED_BARE,
+            Answer::Other(429) => REFUSED,
             Answer::Other(_) => OTHER,
             Answer::Silent => NO_ANSWER,
         };
@@ -185,7 +198,7 @@ impl Load {
     }
 
     /// Open loop: `rate` events per second for `seconds`, each on its own schedule.
-    async fn open(self: &Arc<Self>, rate: u64, seconds: u64) {
+    pub(crate) async fn open(self: &Arc<Self>, rate: u64, seconds: u64) {
         let start = Instant::now();
         let total = rate * seconds;
         let mut tasks = Vec::with_capacity(total as usize);

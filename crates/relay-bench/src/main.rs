@@ -7,12 +7,14 @@
 //!   destinations, optional prefilled backlog); the figures of the performance targets.
 //! - `ingest`: events/s accepted with the dispatcher role off (the ingest path alone).
 //! - `saturate`: a queue filled first, then drained by a dispatcher-only process.
+//! - `isolation`: a victim tenant alone, then beside each noisy-neighbour scenario (CONTRACT §10).
 //! - `purge`: one retention sweep over millions of old rows, by partition drop or by deletes,
 //!   while ingest runs.
 
 mod classic;
 mod e2e;
 mod faults;
+mod isolation;
 mod prefill;
 mod probe;
 mod purge;
@@ -64,6 +66,11 @@ enum Command {
         events: usize,
         #[arg(long, default_value_t = 2)]
         destinations: usize,
+    },
+    /// A victim tenant alone, then beside each aggressor scenario of CONTRACT §10.
+    Isolation {
+        #[command(flatten)]
+        args: isolation::IsolationArgs,
     },
     /// One retention sweep over `rows` old history rows while events are posted at `rate`/s.
     Purge {
@@ -120,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Saturate { events, destinations } => {
             classic::saturate(&cli.binary, events, destinations).await
         }
+        Command::Isolation { args } => isolation::run(&cli.binary, args).await,
         Command::Purge { rows, mode, rate } => purge::run(&cli.binary, rows, mode, rate).await,
     }
 }

@@ -168,6 +168,29 @@ pub async fn setup_tenant_with(
     urls: &[String],
     settings: &Settings,
 ) -> anyhow::Result<TenantSetup> {
+    let limits = json!({"deliveries_per_second": 1_000_000, "burst": 1_000_000,
+        "ingest_per_second": 1_000_000, "ingest_burst": 1_000_000,
+        "backlog": 100_000_000u64, "destinations": urls.len().max(1)});
+    let id = create_tenant(client, base, name, "enterprise", limits).await?;
+    let t = token("tenant", Some(&id));
+    let source = create_source(client, base, &t, settings.source.clone()).await?;
+    let mut destination_ids = Vec::with_capacity(urls.len());
+    for url in urls {
+        destination_ids.push(create_destination(client, base, &t, url, settings.destination.clone()).await?);
+    }
+    let ingest_url = source["ingest_url"].as_str().context("ingest_url")?.to_owned();
+    Ok(TenantSetup { id, ingest_url, destination_ids })
+}
+
+/// A tenant on `plan` (as the operator creates it), with `limits` laid over the plan's when it
+/// is an object; returns its id.
+pub async fn create_tenant(
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    plan: &str,
+    limits: Value,
+) -> anyhow::Result<String> {
     use reqwest::Method;
     let operator = token("operator", None);
     let tenant = call(
@@ -175,29 +198,46 @@ pub async fn setup_tenant_with(
         Method::POST,
         format!("{base}/v1/tenants"),
         &operator,
-        json!({"name": name, "plan": "enterprise"}),
+        json!({"name": name, "plan": plan}),
     )
     .await?;
     let id = tenant["id"].as_str().context("tenant id")?.to_owned();
-    let limits = json!({"limits": {"deliveries_per_second": 1_000_000, "burst": 1_000_000,
-        "ingest_per_second": 1_000_000, "ingest_burst": 1_000_000,
-        "backlog": 100_000_000u64, "destinations": urls.len().max(1)}});
-    call(client, Method::PATCH, format!("{base}/v1/tenants/{id}"), &operator, limits).await?;
-    let t = token("tenant", Some(&id));
-    let mut source_body = if settings.source.is_object() { settings.source.clone() } else { json!({}) };
-    source_body["name"] = "wap".into();
-    source_body["secret"] = WAP_SECRET.into();
-    let source = call(client, Method::POST, format!("{base}/v1/sources"), &t, source_body).await?;
-    let mut destination_ids = Vec::with_capacity(urls.len());
-    for url in urls {
-        let mut body =
-            if settings.destination.is_object() { settings.destination.clone() } else { json!({}) };
-        body["url"] = url.as_str().into();
-        let d = call(client, Method::POST, format!("{base}/v1/destinations"), &t, body).await?;
-        destination_ids.push(d["id"].as_str().context("destination id")?.to_owned());
+    if limits.is_object() {
+        let body = json!({ "limits": limits });
+        call(client, Method::PATCH, format!("{base}/v1/tenants/{id}"), &operator, body).await?;
     }
-    let ingest_url = source["ingest_url"].as_str().context("ingest_url")?.to_owned();
-    Ok(TenantSetup { id, ingest_url, destination_ids })
+    Ok(id)
+}
+
+/// A source named `wap` signed with [`WAP_SECRET`], with `settings` (an object, or null for the
+/// defaults) in its body; returns the source as the API shows it.
+pub async fn create_source(
+    client: &reqwest::Client,
+    base: &str,
+    tenant_token: &str,
+    settings: Value,
+) -> anyhow::Result<Value> {
+    let mut body = if settings.is_object() { settings } else { json!({}) };
+    if body.get("name").is_none() {
+        body["name"] = "wap".into();
+    }
+    body["secret"] = WAP_SECRET.into();
+    call(client, reqwest::Method::POST, format!("{base}/v1/sources"), tenant_token, body).await
+}
+
+/// A destination to `url` with `settings` (an object, or null for the defaults); returns its id.
+pub async fn create_destination(
+    client: &reqwest::Client,
+    base: &str,
+    tenant_token: &str,
+    url: &str,
+    settings: Value,
+) -> anyhow::Result<String> {
+    let mut body = if settings.is_object() { settings } else { json!({}) };
+    body["url"] = url.into();
+    let d =
+        call(client, reqwest::Method::POST, format!("{base}/v1/destinations"), tenant_token, body).await?;
+    Ok(d["id"].as_str().context("destination id")?.to_owned())
 }
 
 /// Opens `n` event streams of `tenant` and never reads them (the sockets are held until
