@@ -113,7 +113,8 @@ pub struct SettingsArgs {
     #[arg(long, env = "RELAY_DISPATCH_CONCURRENCY", global = true)]
     pub dispatch_concurrency: Option<usize>,
     /// Shortest lease of a claimed delivery, in seconds (a claim always covers the
-    /// destination's timeout plus 5 s); a crashed process's deliveries are due again after it.
+    /// destination's timeout plus 5 s). A crashed process's deliveries are due again once its
+    /// fleet heartbeat lapses (about 5 s, see docs/recovery.md), or after the lease without Redis.
     #[arg(long, env = "RELAY_DISPATCH_LEASE_SECONDS", global = true)]
     pub dispatch_lease_seconds: Option<u64>,
     /// Hours of nothing but failed attempts after which a destination is disabled.
