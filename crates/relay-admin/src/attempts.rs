@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use relay_core::{AttemptId, DeliveryId, DestinationId};
 use relay_http::{ApiError, ApiJson};
 use relay_store::attempts::{self as store, AttemptFilter, AttemptRow};
@@ -16,10 +16,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AdminState;
-use crate::auth::TenantAuth;
+use crate::docs::TooManyReads;
 use crate::docs::{BadRequest, NotFound, ValidationFailed};
 use crate::events::filter_id;
 use crate::extract::{ApiQuery, Page, PageRequest, path_id};
+use crate::reads::HeavyRead;
 use crate::tenants::ListQuery;
 
 pub(crate) fn routes() -> OpenApiRouter<AdminState> {
@@ -92,34 +93,32 @@ pub struct AttemptsQuery {
 /// Lists a delivery's attempts, newest first.
 #[utoipa::path(get, path = "/v1/deliveries/{id}/attempts", tag = "logs", params(
         ("id" = String, Path, description = "Delivery id"), ListQuery),
-    responses((status = 200, description = "A page of attempts", body = Page<AttemptOut>),
+    responses((status = 429, response = TooManyReads), (status = 200, description = "A page of attempts", body = Page<AttemptOut>),
         (status = 400, response = BadRequest), (status = 404, response = NotFound),
         (status = 422, response = ValidationFailed)),
     security(("bearer" = [])))]
 pub(crate) async fn list_delivery_attempts(
-    auth: TenantAuth,
-    State(state): State<AdminState>,
+    auth: HeavyRead,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<ApiJson<Page<AttemptOut>>, ApiError> {
     let id: DeliveryId = path_id(&id, crate::deliveries::NOT_FOUND)?;
     let page = PageRequest::<AttemptId>::new(q.limit, q.cursor.as_deref())?;
-    relay_store::deliveries::find_delivery(&state.pool, auth.tenant_id, id)
+    relay_store::deliveries::find_delivery(&auth.pool, auth.tenant_id, id)
         .await?
         .ok_or(ApiError::not_found(crate::deliveries::NOT_FOUND))?;
     let filter = AttemptFilter { delivery_id: Some(id), ..Default::default() };
-    let rows = store::list_attempts(&state.pool, auth.tenant_id, &filter, page.before, page.fetch()).await?;
+    let rows = store::list_attempts(&auth.pool, auth.tenant_id, &filter, page.before, page.fetch()).await?;
     Ok(ApiJson(Page::from_rows(rows, page.limit, |r| AttemptId::from_uuid(r.id), AttemptOut::from)))
 }
 
 /// Lists the tenant's attempts, newest first.
 #[utoipa::path(get, path = "/v1/attempts", tag = "logs", params(AttemptsQuery),
-    responses((status = 200, description = "A page of attempts", body = Page<AttemptOut>),
+    responses((status = 429, response = TooManyReads), (status = 200, description = "A page of attempts", body = Page<AttemptOut>),
         (status = 400, response = BadRequest), (status = 422, response = ValidationFailed)),
     security(("bearer" = [])))]
 pub(crate) async fn list_attempts(
-    auth: TenantAuth,
-    State(state): State<AdminState>,
+    auth: HeavyRead,
     ApiQuery(q): ApiQuery<AttemptsQuery>,
 ) -> Result<ApiJson<Page<AttemptOut>>, ApiError> {
     let page = PageRequest::<AttemptId>::new(q.limit, q.cursor.as_deref())?;
@@ -128,6 +127,6 @@ pub(crate) async fn list_attempts(
         destination_id: filter_id::<DestinationId>("destination_id", q.destination_id.as_deref())?,
         outcome: q.outcome.map(|o| o.as_str().to_owned()),
     };
-    let rows = store::list_attempts(&state.pool, auth.tenant_id, &filter, page.before, page.fetch()).await?;
+    let rows = store::list_attempts(&auth.pool, auth.tenant_id, &filter, page.before, page.fetch()).await?;
     Ok(ApiJson(Page::from_rows(rows, page.limit, |r| AttemptId::from_uuid(r.id), AttemptOut::from)))
 }

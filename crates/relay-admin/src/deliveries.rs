@@ -1,7 +1,7 @@
 //! The delivery log: one row per event and destination with its state and schedule, and on the
 //! single-delivery route its attempts.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use relay_core::{DeliveryId, DestinationId, EventId};
 use relay_http::{ApiError, ApiJson};
 use relay_store::attempts::{AttemptFilter, list_attempts};
@@ -15,10 +15,11 @@ use utoipa_axum::routes;
 
 use crate::AdminState;
 use crate::attempts::AttemptOut;
-use crate::auth::TenantAuth;
+use crate::docs::TooManyReads;
 use crate::docs::{BadRequest, NotFound, ValidationFailed};
 use crate::events::filter_id;
 use crate::extract::{ApiQuery, Page, PageRequest, path_id};
+use crate::reads::HeavyRead;
 
 pub(crate) const NOT_FOUND: &str = "delivery_not_found";
 /// Attempts shown inline on `GET /v1/deliveries/{id}`; the full list is paged on `/attempts`.
@@ -97,12 +98,11 @@ pub struct DeliveriesQuery {
 
 /// Lists the tenant's deliveries, newest first.
 #[utoipa::path(get, path = "/v1/deliveries", tag = "logs", params(DeliveriesQuery),
-    responses((status = 200, description = "A page of deliveries", body = Page<DeliveryOut>),
+    responses((status = 429, response = TooManyReads), (status = 200, description = "A page of deliveries", body = Page<DeliveryOut>),
         (status = 400, response = BadRequest), (status = 422, response = ValidationFailed)),
     security(("bearer" = [])))]
 pub(crate) async fn list_deliveries(
-    auth: TenantAuth,
-    State(state): State<AdminState>,
+    auth: HeavyRead,
     ApiQuery(q): ApiQuery<DeliveriesQuery>,
 ) -> Result<ApiJson<Page<DeliveryOut>>, ApiError> {
     let page = PageRequest::<DeliveryId>::new(q.limit, q.cursor.as_deref())?;
@@ -112,27 +112,25 @@ pub(crate) async fn list_deliveries(
         event_id: filter_id::<EventId>("event_id", q.event_id.as_deref())?,
         range: TimeRange { since: q.since, until: q.until },
     };
-    let rows =
-        store::list_deliveries(&state.pool, auth.tenant_id, &filter, page.before, page.fetch()).await?;
+    let rows = store::list_deliveries(&auth.pool, auth.tenant_id, &filter, page.before, page.fetch()).await?;
     Ok(ApiJson(Page::from_rows(rows, page.limit, |r| DeliveryId::from_uuid(r.id), DeliveryOut::from)))
 }
 
 /// Gets a delivery with its latest attempts.
 #[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "logs",
     params(("id" = String, Path, description = "Delivery id")),
-    responses((status = 200, description = "The delivery and its latest attempts", body = DeliveryOut),
+    responses((status = 429, response = TooManyReads), (status = 200, description = "The delivery and its latest attempts", body = DeliveryOut),
         (status = 404, response = NotFound)),
     security(("bearer" = [])))]
 pub(crate) async fn get_delivery(
-    auth: TenantAuth,
-    State(state): State<AdminState>,
+    auth: HeavyRead,
     Path(id): Path<String>,
 ) -> Result<ApiJson<DeliveryOut>, ApiError> {
     let id: DeliveryId = path_id(&id, NOT_FOUND)?;
     let row =
-        store::find_delivery(&state.pool, auth.tenant_id, id).await?.ok_or(ApiError::not_found(NOT_FOUND))?;
+        store::find_delivery(&auth.pool, auth.tenant_id, id).await?.ok_or(ApiError::not_found(NOT_FOUND))?;
     let filter = AttemptFilter { delivery_id: Some(id), ..Default::default() };
-    let attempts = list_attempts(&state.pool, auth.tenant_id, &filter, None, INLINE_ATTEMPTS).await?;
+    let attempts = list_attempts(&auth.pool, auth.tenant_id, &filter, None, INLINE_ATTEMPTS).await?;
     let mut out = DeliveryOut::from(row);
     out.attempt_log = Some(attempts.into_iter().map(AttemptOut::from).collect());
     Ok(ApiJson(out))

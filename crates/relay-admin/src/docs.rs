@@ -52,7 +52,14 @@ pub struct ValidationFailed(pub Problem);
 #[response(content_type = "application/problem+json")]
 pub struct Internal(pub Problem);
 
-/// The database is unavailable; retry after `Retry-After` seconds.
+/// The tenant runs as many statistics or log reads at once as it may (`too_many_reads`); retry
+/// after `Retry-After` seconds.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct TooManyReads(pub Problem);
+
+/// The database is unavailable (`unavailable`), or a read ran past its statement timeout
+/// (`query_timeout`); retry after `Retry-After` seconds.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json")]
 pub struct Unavailable(pub Problem);
@@ -78,7 +85,7 @@ pub struct ManualRefused(pub Problem);
         // Schemas used only by query parameters are not collected from the routes: list them.
         schemas(Problem, crate::attempts::AttemptOutcome, crate::deliveries::DeliveryStatus),
         responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, UnsupportedMediaType,
-            ValidationFailed, Internal, Unavailable, ManualRefused)
+            ValidationFailed, TooManyReads, Internal, Unavailable, ManualRefused)
     ),
     tags(
         (name = "ingress", description = "Events from WAPing (no bearer token; signed per source)"),

@@ -1,7 +1,7 @@
 //! The event log: every stored event of the tenant, with its payload exactly as received, and on
 //! the single-event route its deliveries. Filters and keyset pages never leave the tenant.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use relay_core::{EventId, SourceId};
 use relay_http::{ApiError, ApiJson};
 use relay_store::events::{self as store, EventFilter, EventRow};
@@ -14,10 +14,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AdminState;
-use crate::auth::TenantAuth;
 use crate::deliveries::DeliveryOut;
+use crate::docs::TooManyReads;
 use crate::docs::{BadRequest, NotFound, ValidationFailed};
 use crate::extract::{ApiQuery, Page, PageRequest, path_id};
+use crate::reads::HeavyRead;
 
 pub(crate) const NOT_FOUND: &str = "event_not_found";
 
@@ -107,12 +108,11 @@ pub(crate) fn filter_id<I: std::str::FromStr>(field: &str, raw: Option<&str>) ->
 
 /// Lists the tenant's events, newest first.
 #[utoipa::path(get, path = "/v1/events", tag = "logs", params(EventsQuery),
-    responses((status = 200, description = "A page of events", body = Page<EventOut>),
+    responses((status = 429, response = TooManyReads), (status = 200, description = "A page of events", body = Page<EventOut>),
         (status = 400, response = BadRequest), (status = 422, response = ValidationFailed)),
     security(("bearer" = [])))]
 pub(crate) async fn list_events(
-    auth: TenantAuth,
-    State(state): State<AdminState>,
+    auth: HeavyRead,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<ApiJson<Page<EventOut>>, ApiError> {
     let page = PageRequest::<EventId>::new(q.limit, q.cursor.as_deref())?;
@@ -123,25 +123,24 @@ pub(crate) async fn list_events(
         wap_event_id: q.wap_event_id,
         range: TimeRange { since: q.since, until: q.until },
     };
-    let rows = store::list_events(&state.pool, auth.tenant_id, &filter, page.before, page.fetch()).await?;
+    let rows = store::list_events(&auth.pool, auth.tenant_id, &filter, page.before, page.fetch()).await?;
     Ok(ApiJson(Page::from_rows(rows, page.limit, |r| EventId::from_uuid(r.id), EventOut::from)))
 }
 
 /// Gets an event with its deliveries.
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "logs",
     params(("id" = String, Path, description = "Event id (the relay's)")),
-    responses((status = 200, description = "The event and its deliveries", body = EventOut),
+    responses((status = 429, response = TooManyReads), (status = 200, description = "The event and its deliveries", body = EventOut),
         (status = 404, response = NotFound)),
     security(("bearer" = [])))]
 pub(crate) async fn get_event(
-    auth: TenantAuth,
-    State(state): State<AdminState>,
+    auth: HeavyRead,
     Path(id): Path<String>,
 ) -> Result<ApiJson<EventOut>, ApiError> {
     let id: EventId = path_id(&id, NOT_FOUND)?;
     let row =
-        store::find_event(&state.pool, auth.tenant_id, id).await?.ok_or(ApiError::not_found(NOT_FOUND))?;
-    let deliveries = relay_store::deliveries::list_event_deliveries(&state.pool, auth.tenant_id, id).await?;
+        store::find_event(&auth.pool, auth.tenant_id, id).await?.ok_or(ApiError::not_found(NOT_FOUND))?;
+    let deliveries = relay_store::deliveries::list_event_deliveries(&auth.pool, auth.tenant_id, id).await?;
     let mut out = EventOut::from(row);
     out.deliveries = Some(deliveries.into_iter().map(DeliveryOut::from).collect());
     Ok(ApiJson(out))

@@ -18,6 +18,7 @@ mod events;
 pub mod manual;
 mod preview;
 mod quota;
+mod reads;
 mod recovery;
 mod rejections;
 mod series;
@@ -37,12 +38,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::{AuthError, Claims, JwtKeys, OperatorAuth, Role, TenantAuth, WeakJwtSecret, issue_token};
+pub use reads::{DEFAULT_READS_PER_TENANT, ReadBudget};
 pub use tenants::{LimitsOut, TenantOut, TokenOut};
 
 /// What the admin handlers need.
 #[derive(Clone)]
 pub struct AdminState {
+    /// The process's main pool: writes and light reads (shared with ingest and the dispatcher).
     pub pool: PgPool,
+    /// Heavy reads (statistics, the logs): their own connections and a per-tenant bound.
+    pub reads: ReadBudget,
     pub master_key: MasterKey,
     pub jwt: JwtKeys,
     /// Base of the `ingest_url` shown for each source, e.g. `https://relay.example.com`.

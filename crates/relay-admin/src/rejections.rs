@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
 use relay_core::{RejectionId, SourceId};
 use relay_http::{ApiError, ApiJson};
 use relay_store::keyset::TimeRange;
@@ -16,10 +15,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AdminState;
-use crate::auth::TenantAuth;
+use crate::docs::TooManyReads;
 use crate::docs::{BadRequest, ValidationFailed};
 use crate::events::filter_id;
 use crate::extract::{ApiQuery, Page, PageRequest};
+use crate::reads::HeavyRead;
 
 pub(crate) fn routes() -> OpenApiRouter<AdminState> {
     OpenApiRouter::new().routes(routes!(list_rejections))
@@ -85,12 +85,11 @@ pub struct RejectionsQuery {
 
 /// Lists refused ingest requests, newest first.
 #[utoipa::path(get, path = "/v1/rejections", tag = "logs", params(RejectionsQuery),
-    responses((status = 200, description = "A page of rejections", body = Page<RejectionOut>),
+    responses((status = 429, response = TooManyReads), (status = 200, description = "A page of rejections", body = Page<RejectionOut>),
         (status = 400, response = BadRequest), (status = 422, response = ValidationFailed)),
     security(("bearer" = [])))]
 pub(crate) async fn list_rejections(
-    auth: TenantAuth,
-    State(state): State<AdminState>,
+    auth: HeavyRead,
     ApiQuery(q): ApiQuery<RejectionsQuery>,
 ) -> Result<ApiJson<Page<RejectionOut>>, ApiError> {
     let page = PageRequest::<RejectionId>::new(q.limit, q.cursor.as_deref())?;
@@ -99,7 +98,6 @@ pub(crate) async fn list_rejections(
         reason: q.reason,
         range: TimeRange { since: q.since, until: None },
     };
-    let rows =
-        store::list_rejections(&state.pool, auth.tenant_id, &filter, page.before, page.fetch()).await?;
+    let rows = store::list_rejections(&auth.pool, auth.tenant_id, &filter, page.before, page.fetch()).await?;
     Ok(ApiJson(Page::from_rows(rows, page.limit, |r| RejectionId::from_uuid(r.id), RejectionOut::from)))
 }

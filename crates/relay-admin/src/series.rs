@@ -2,7 +2,6 @@
 //! percentiles per bucket), for charts such as the dashboard's overview; computed in SQL over
 //! the window's rows only.
 
-use axum::extract::State;
 use relay_http::{ApiError, ApiJson};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -11,9 +10,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AdminState;
-use crate::auth::TenantAuth;
+use crate::docs::TooManyReads;
 use crate::docs::{BadRequest, ValidationFailed};
 use crate::extract::{ApiQuery, or_not_found};
+use crate::reads::HeavyRead;
 
 /// At most this many buckets per answer.
 pub const MAX_BUCKETS: i64 = 1_440;
@@ -67,15 +67,14 @@ pub struct SeriesOut {
 
 /// The calling tenant's attempts over time, by buckets.
 #[utoipa::path(get, path = "/v1/stats/series", tag = "tenant", params(SeriesQuery),
-    responses((status = 200, description = "Attempts per bucket", body = SeriesOut),
+    responses((status = 429, response = TooManyReads), (status = 200, description = "Attempts per bucket", body = SeriesOut),
         (status = 400, response = BadRequest), (status = 422, response = ValidationFailed)),
     security(("bearer" = [])))]
 pub(crate) async fn get_series(
-    auth: TenantAuth,
-    State(state): State<AdminState>,
+    auth: HeavyRead,
     ApiQuery(q): ApiQuery<SeriesQuery>,
 ) -> Result<ApiJson<SeriesOut>, ApiError> {
-    let tenant = relay_store::tenants::get_tenant(&state.pool, auth.tenant_id)
+    let tenant = relay_store::tenants::get_tenant(&auth.pool, auth.tenant_id)
         .await
         .map_err(or_not_found("tenant_not_found"))?;
     let now = OffsetDateTime::now_utc();
@@ -94,7 +93,7 @@ pub(crate) async fn get_series(
             "bucket_seconds: at most {MAX_BUCKETS} buckets per window; use larger buckets or a shorter window"
         )));
     }
-    let rows = relay_store::stats::attempt_series(&state.pool, auth.tenant_id, since, until, bucket).await?;
+    let rows = relay_store::stats::attempt_series(&auth.pool, auth.tenant_id, since, until, bucket).await?;
     let buckets = rows
         .into_iter()
         .map(|r| BucketOut {

@@ -2,7 +2,6 @@
 //! `GET /v1/stats` (counts by status, success rate and latency percentiles per destination,
 //! backlog and the age of the oldest pending delivery), all computed in SQL.
 
-use axum::extract::State;
 use relay_core::DestinationId;
 use relay_http::{ApiError, ApiJson};
 use relay_store::stats as store;
@@ -13,9 +12,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AdminState;
-use crate::auth::TenantAuth;
 use crate::docs::BadRequest;
+use crate::docs::TooManyReads;
 use crate::extract::or_not_found;
+use crate::reads::HeavyRead;
 use crate::tenants::TenantOut;
 
 const DEFAULT_WINDOW: time::Duration = time::Duration::hours(24);
@@ -43,19 +43,16 @@ pub struct CurrentTenantOut {
 
 /// Gets the calling tenant: plan, effective limits and usage.
 #[utoipa::path(get, path = "/v1/tenant", tag = "tenant",
-    responses((status = 200, description = "The calling tenant", body = CurrentTenantOut)),
+    responses((status = 429, response = TooManyReads), (status = 200, description = "The calling tenant", body = CurrentTenantOut)),
     security(("bearer" = [])))]
-pub(crate) async fn get_current_tenant(
-    auth: TenantAuth,
-    State(state): State<AdminState>,
-) -> Result<ApiJson<CurrentTenantOut>, ApiError> {
-    let tenant = relay_store::tenants::get_tenant(&state.pool, auth.tenant_id)
+pub(crate) async fn get_current_tenant(auth: HeavyRead) -> Result<ApiJson<CurrentTenantOut>, ApiError> {
+    let tenant = relay_store::tenants::get_tenant(&auth.pool, auth.tenant_id)
         .await
         .map_err(or_not_found("tenant_not_found"))?;
-    let sources = relay_store::sources::count_sources(&state.pool, auth.tenant_id).await?;
-    let destinations = relay_store::destinations::count_destinations(&state.pool, auth.tenant_id).await?;
+    let sources = relay_store::sources::count_sources(&auth.pool, auth.tenant_id).await?;
+    let destinations = relay_store::destinations::count_destinations(&auth.pool, auth.tenant_id).await?;
     let cap = i64::try_from(tenant.limits().backlog).unwrap_or(i64::MAX);
-    let backlog = store::backlog(&state.pool, auth.tenant_id, cap).await?;
+    let backlog = store::backlog(&auth.pool, auth.tenant_id, cap).await?;
     Ok(ApiJson(CurrentTenantOut {
         tenant: TenantOut::from(&tenant),
         usage: UsageOut { sources, destinations, backlog: backlog.pending },
@@ -124,15 +121,14 @@ fn rate(successes: i64, attempts: i64) -> Option<f64> {
 
 /// Delivery statistics of the calling tenant.
 #[utoipa::path(get, path = "/v1/stats", tag = "tenant", params(StatsQuery),
-    responses((status = 200, description = "Statistics since `since`", body = StatsOut),
+    responses((status = 429, response = TooManyReads), (status = 200, description = "Statistics since `since`", body = StatsOut),
         (status = 400, response = BadRequest)),
     security(("bearer" = [])))]
 pub(crate) async fn get_stats(
-    auth: TenantAuth,
-    State(state): State<AdminState>,
+    auth: HeavyRead,
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<StatsQuery>,
 ) -> Result<ApiJson<StatsOut>, ApiError> {
-    let tenant = relay_store::tenants::get_tenant(&state.pool, auth.tenant_id)
+    let tenant = relay_store::tenants::get_tenant(&auth.pool, auth.tenant_id)
         .await
         .map_err(or_not_found("tenant_not_found"))?;
     let limits = tenant.limits();
@@ -140,9 +136,9 @@ pub(crate) async fn get_stats(
     // Nothing older than the retention is kept: a `since` before it reads no more than that.
     let earliest = until - time::Duration::days(i64::from(limits.retention_days.max(1)));
     let since = q.since.unwrap_or(until - DEFAULT_WINDOW).max(earliest);
-    let rows = store::destination_stats(&state.pool, auth.tenant_id, since).await?;
+    let rows = store::destination_stats(&auth.pool, auth.tenant_id, since).await?;
     let cap = i64::try_from(limits.backlog).unwrap_or(i64::MAX);
-    let backlog = store::backlog(&state.pool, auth.tenant_id, cap).await?;
+    let backlog = store::backlog(&auth.pool, auth.tenant_id, cap).await?;
     let mut totals = StatusCounts::default();
     let (mut attempts, mut successes) = (0, 0);
     let destinations = rows

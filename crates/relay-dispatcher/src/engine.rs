@@ -101,7 +101,11 @@ impl Engine {
         let lane = tokio::spawn(self.lane.clone().run(lane_stop.clone()));
         // The fleet's slots are kept until the last attempt is over (after the drain).
         let fleet_stop = CancellationToken::new();
-        let fleet = tokio::spawn(crate::fleet::keep(self.shared.ctx.in_flight.clone(), fleet_stop.clone()));
+        let fleet = tokio::spawn(crate::fleet::keep(
+            self.shared.ctx.in_flight.clone(),
+            self.shared.pool.clone(),
+            fleet_stop.clone(),
+        ));
         let vacuum = tokio::spawn(vacuum(self.shared.pool.clone()));
         let publisher = tokio::spawn(crate::operational::publish_forever(self.shared.pool.clone()));
         let silence = tokio::spawn(crate::operational::scan_silence_forever(self.shared.pool.clone()));

@@ -12,6 +12,13 @@
 //! - *unshared* (Redis unavailable): each process keeps `max_in_flight` on its own, so a fleet of
 //!   n may send n times as many (the documented fallback).
 //!
+//! The heartbeat also hands back the leases of a dead process (CONTRACT §10): lease tokens carry
+//! their process's id (`relay_store::lease`), and the one beat that takes an expired process
+//! out of the live set makes its leased rows due at once, instead of after their lease. A
+//! process thought dead while it was only slow loses nothing: its late outcomes no longer match
+//! the row's lease and are dropped, and the row is attempted again (at least once, never lost;
+//! see docs/recovery.md for the bound on duplicates).
+//!
 //! Invariant: in shared mode a process starts an attempt only within the slots Redis granted it,
 //! and it asks for slots only as `desired` over a `floor` of what it already runs; a process
 //! leaving *alone* publishes what it runs before it starts anything more.
@@ -21,8 +28,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use relay_core::DestinationId;
-use relay_store::Redis;
-use relay_store::slots::{self, SlotAsk};
+use relay_store::lease::{self, LeaseHolder};
+use relay_store::slots::{self, Beat, SlotAsk};
+use relay_store::{PgPool, Redis};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +78,8 @@ struct State {
 
 pub(crate) struct Fleet {
     redis: Redis,
+    /// This process: its heartbeat's name is `holder.id()`, and its lease tokens carry it.
+    holder: LeaseHolder,
     me: String,
     state: Mutex<State>,
     kick: Notify,
@@ -77,12 +87,19 @@ pub(crate) struct Fleet {
 
 impl Fleet {
     pub fn new(redis: Redis) -> Self {
+        let holder = LeaseHolder::random();
         Self {
             redis,
-            me: uuid::Uuid::now_v7().simple().to_string(),
+            holder,
+            me: holder.id(),
             state: Mutex::new(State { mode: Mode::Starting, held: HashMap::new() }),
             kick: Notify::new(),
         }
+    }
+
+    /// A new lease token of this process (every claim and hand-off takes one from here).
+    pub fn lease_token(&self) -> uuid::Uuid {
+        self.holder.mint()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -226,19 +243,55 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Hands back the leases of the processes this beat found dead (in the background: the next
+    /// beat must not wait for Postgres), and says so when this process had been thought dead.
+    fn after_beat(&self, beat: &Beat, pool: &PgPool) {
+        if beat.added && self.lock().mode != Mode::Starting {
+            tracing::warn!(
+                "this dispatcher's heartbeat had lapsed: the fleet may have handed its leases to others"
+            );
+        }
+        let dead: Vec<LeaseHolder> = beat.dead.iter().filter_map(|d| LeaseHolder::parse(d)).collect();
+        if dead.is_empty() {
+            return;
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            match lease::release_leases_of(&pool, &dead).await {
+                Ok(n) => {
+                    tracing::info!(
+                        dispatchers = dead.len(),
+                        deliveries = n,
+                        "handed back the leases of dead dispatchers"
+                    );
+                    if n > 0 {
+                        let _ = relay_store::deliveries::notify_due(&pool).await;
+                    }
+                }
+                // The rows are due again when their lease ends, as without this hand-back.
+                Err(e) => tracing::warn!(error = %e, "could not hand back the leases of dead dispatchers"),
+            }
+        });
+    }
+}
+
 fn release(destination: DestinationId, max: u32) -> SlotAsk {
     SlotAsk { destination, max_in_flight: max, floor: 0, desired: 0 }
 }
 
 /// Keeps this process's heartbeat and slots in Redis until `stop`, then leaves the fleet.
-pub(crate) async fn keep(in_flight: Arc<InFlight>, stop: CancellationToken) {
+pub(crate) async fn keep(in_flight: Arc<InFlight>, pool: PgPool, stop: CancellationToken) {
     let fleet = &in_flight.fleet;
     let mut next_beat = Instant::now();
     loop {
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + BEAT_EVERY;
-            let live = slots::beat(&fleet.redis, &fleet.me, BEAT_TTL).await;
-            if let Some(asks) = fleet.heard_beat(live, &in_flight.busy()) {
+            let beat = slots::beat(&fleet.redis, &fleet.me, BEAT_TTL).await;
+            if let Some(beat) = &beat {
+                fleet.after_beat(beat, &pool);
+            }
+            if let Some(asks) = fleet.heard_beat(beat.map(|b| b.live), &in_flight.busy()) {
                 let _ = slots::sync(&fleet.redis, &fleet.me, &asks).await;
             }
         }

@@ -53,7 +53,7 @@ pub(crate) struct Lane {
 impl Lane {
     pub fn new(shared: Arc<Shared>) -> Arc<Self> {
         Arc::new(Self {
-            token: Uuid::now_v7(),
+            token: shared.ctx.in_flight.fleet.lease_token(),
             shared,
             state: Mutex::default(),
             wake: Notify::new(),

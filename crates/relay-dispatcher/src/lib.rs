@@ -80,8 +80,8 @@ pub struct DispatcherConfig {
     pub batch_size: u32,
     /// The shortest lease of a claim. A claim holds a row for at least the destination's timeout
     /// plus 15 s (5 s of margin, 10 s for the outcome's wait in the bounded recorder queue), so
-    /// neither a slow attempt nor its outcome outlives the lease; a crashed process's rows are
-    /// due again when their lease ends.
+    /// neither a slow attempt nor its outcome outlives the lease. A crashed process's rows are
+    /// due again as soon as its fleet heartbeat lapses (`fleet`), at the latest when the lease ends.
     pub lease_duration: Duration,
     /// How often to look for due work without a wake-up (retries, missed notifications).
     pub poll_interval: Duration,

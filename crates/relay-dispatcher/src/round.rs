@@ -122,7 +122,7 @@ impl Engine {
             return Ok(false);
         };
         let requests = fit(requests, permits.num_permits() as u32);
-        let lease_token = Uuid::now_v7();
+        let lease_token = shared.ctx.in_flight.fleet.lease_token();
         let claimed = claim_deliveries(&shared.pool, &requests, lease_token).await?;
         metrics::counter!("relay_deliveries_claimed_total").increment(claimed.len() as u64);
         let mut got: HashMap<Uuid, u32> = HashMap::new();

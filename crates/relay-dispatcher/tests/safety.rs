@@ -1,5 +1,6 @@
 //! Safety: SSRF checks at attempt time, disabled destinations waiting and flowing again, leases
-//! given back at shutdown, and two dispatchers sharing one queue without sending twice.
+//! given back at shutdown, two dispatchers sharing one queue without sending twice, and a killed
+//! dispatcher's leases handed back as soon as its heartbeat lapses.
 
 mod support;
 
@@ -183,4 +184,50 @@ async fn two_dispatchers_share_the_queue_without_sending_twice(pool: relay_store
         got.iter().map(|r| (r.path.clone(), r.header("webhook-id").to_owned())).collect();
     assert_eq!(got.len(), expected, "no delivery sent twice");
     assert_eq!(distinct.len(), expected);
+}
+
+/// A dispatcher in a runtime of its own, with its own connections, so that shutting the runtime
+/// down kills it the way SIGKILL does: no drain, no lease given back, no goodbye to the fleet.
+fn start_killable(fx: &Fixture, redis_prefix: &str, config: DispatcherConfig) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let options = fx.pool.connect_options().as_ref().clone();
+    let (key, prefix) = (fx.key.clone(), redis_prefix.to_owned());
+    runtime.spawn(async move {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect_lazy_with(options);
+        let redis = relay_store::Redis::new("redis://127.0.0.1:6379", &prefix).unwrap();
+        relay_dispatcher::run(pool, redis, key, config, std::future::pending()).await
+    });
+    runtime
+}
+
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_killed_dispatchers_leases_are_delivered_by_the_other_before_they_end(pool: relay_store::PgPool) {
+    let fx = Fixture::new(pool);
+    let receiver = Receiver::start().await;
+    receiver.script(|s| s.delay = Duration::from_secs(60));
+    let tenant = fx.tenant(Some(1_000), Some(1_000)).await;
+    let mut spec = DestinationSpec::new(receiver.url("/"));
+    // Each claim's lease covers the timeout plus 15 s: 45 s.
+    spec.timeout_ms = 30_000;
+    spec.max_in_flight = 20;
+    let dest = fx.destination(tenant, spec).await;
+    let bodies: Vec<Vec<u8>> = (0..20).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    fx.enqueue(&dest, &bodies).await;
+    let prefix = format!("test:dispatcher:{}:", uuid::Uuid::new_v4().simple());
+    let doomed = start_killable(&fx, &prefix, test_config());
+    wait_for("the killed one to hold every delivery", 10 * SECOND, || async { receiver.count() == 20 }).await;
+    let other =
+        start(&fx, relay_store::Redis::new("redis://127.0.0.1:6379", &prefix).unwrap(), test_config());
+    receiver.script(|s| s.delay = Duration::ZERO);
+
+    doomed.shutdown_background();
+    // Its heartbeat lapses within 5 s; the leases would last 45 s.
+    wait_for("the other to deliver every leased delivery", 20 * SECOND, || async {
+        fx.count_status(&dest, "succeeded").await == 20
+    })
+    .await;
+    other.stop().await;
+    let delivered: HashSet<String> =
+        receiver.received().iter().skip(20).map(|r| r.header("webhook-id").to_owned()).collect();
+    assert_eq!(delivered.len(), 20, "each leased delivery sent again, once");
 }

@@ -148,6 +148,15 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %cause_chain(&cause), "database unavailable");
                 ApiError::unavailable()
             }
+            StoreError::TimedOut(cause) => {
+                tracing::warn!(error = %cause_chain(&cause), "a read ran past its statement timeout");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "query_timeout",
+                    "the query took too long; narrow it (a shorter window, more filters) or retry later",
+                )
+                .with_retry_after(5)
+            }
             other => ApiError::internal(other),
         }
     }

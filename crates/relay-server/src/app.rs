@@ -37,6 +37,8 @@ const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Deps {
     pub pool: PgPool,
+    /// The admin API's heavy reads: their own connections, with a statement timeout.
+    pub admin_reads: PgPool,
     pub redis: Redis,
     pub master_key: MasterKey,
     pub jwt: relay_admin::JwtKeys,
@@ -79,7 +81,15 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Deps> {
         jwt = jwt.with_previous(previous.expose().as_bytes()).context("RELAY_JWT_SECRET_PREVIOUS")?;
     }
     let streams = relay_admin::stream::StreamHub::new(pool.clone(), redis.clone());
-    Ok(Deps { pool, redis, master_key, jwt, streams })
+    let admin_reads = admin_reads_pool(&pool, settings);
+    Ok(Deps { pool, admin_reads, redis, master_key, jwt, streams })
+}
+
+/// The admin API's read pool, on the main pool's connection options (CONTRACT §10: admin reads
+/// never take the connections of ingest and the dispatcher).
+pub fn admin_reads_pool(main: &PgPool, settings: &Settings) -> PgPool {
+    let config = PoolConfig { max_connections: settings.admin_db_pool_size, ..PoolConfig::default() };
+    db::connect_reads(&main.connect_options(), &config, settings.admin_statement_timeout)
 }
 
 async fn healthz() -> &'static str {
@@ -133,6 +143,7 @@ pub fn router(deps: &Deps, settings: &Settings, handoff: Option<Arc<dyn Handoff>
 pub fn admin_state(deps: &Deps, settings: &Settings) -> relay_admin::AdminState {
     relay_admin::AdminState {
         pool: deps.pool.clone(),
+        reads: relay_admin::ReadBudget::new(deps.admin_reads.clone(), settings.admin_reads_per_tenant),
         master_key: deps.master_key.clone(),
         jwt: deps.jwt.clone(),
         public_url: settings.public_url.clone(),
@@ -262,6 +273,7 @@ pub async fn serve(
         handle.await.context("the dispatcher panicked")??;
     }
     deps.pool.close().await;
+    deps.admin_reads.close().await;
     tracing::info!("wap-relay stopped");
     Ok(())
 }

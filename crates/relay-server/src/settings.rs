@@ -97,11 +97,24 @@ pub struct SettingsArgs {
     /// Postgres connections per process.
     #[arg(long, env = "RELAY_DB_POOL_SIZE", global = true)]
     pub db_pool_size: Option<u32>,
+    /// Postgres connections of the admin API's heavy reads (statistics, the logs), apart from
+    /// the main pool of ingest and the dispatcher. Default: half of RELAY_DB_POOL_SIZE, at least
+    /// 2 (twice the default per-tenant bound, so one tenant never holds them all).
+    #[arg(long, env = "RELAY_ADMIN_DB_POOL_SIZE", global = true)]
+    pub admin_db_pool_size: Option<u32>,
+    /// `statement_timeout` of those connections, in milliseconds; a read past it answers 503
+    /// `query_timeout`.
+    #[arg(long, env = "RELAY_ADMIN_STATEMENT_TIMEOUT_MS", global = true)]
+    pub admin_statement_timeout_ms: Option<u64>,
+    /// Heavy admin reads one tenant may run at once per process; past it 429 `too_many_reads`.
+    #[arg(long, env = "RELAY_ADMIN_READS_PER_TENANT", global = true)]
+    pub admin_reads_per_tenant: Option<usize>,
     /// Concurrent outbound attempts per dispatcher process.
     #[arg(long, env = "RELAY_DISPATCH_CONCURRENCY", global = true)]
     pub dispatch_concurrency: Option<usize>,
     /// Shortest lease of a claimed delivery, in seconds (a claim always covers the
-    /// destination's timeout plus 5 s); a crashed process's deliveries are due again after it.
+    /// destination's timeout plus 5 s). A crashed process's deliveries are due again once its
+    /// fleet heartbeat lapses (about 5 s, see docs/recovery.md), or after the lease without Redis.
     #[arg(long, env = "RELAY_DISPATCH_LEASE_SECONDS", global = true)]
     pub dispatch_lease_seconds: Option<u64>,
     /// Hours of nothing but failed attempts after which a destination is disabled.
@@ -144,6 +157,9 @@ pub struct Settings {
     pub max_connections: usize,
     pub roles: Roles,
     pub db_pool_size: u32,
+    pub admin_db_pool_size: u32,
+    pub admin_statement_timeout: Duration,
+    pub admin_reads_per_tenant: usize,
     pub dispatch_concurrency: usize,
     pub dispatch_lease: Duration,
     pub disable_failing_after: Duration,
@@ -177,6 +193,7 @@ impl SettingsArgs {
             (None, None) => None,
             _ => bail!("TLS needs both RELAY_TLS_CERT and RELAY_TLS_KEY (or neither)"),
         };
+        let db_pool_size = s.db_pool_size.unwrap_or(16).max(1);
         let max_body_bytes = s.max_body_bytes.unwrap_or(1_048_576);
         if max_body_bytes == 0 {
             bail!("max_body_bytes must be positive");
@@ -203,7 +220,15 @@ impl SettingsArgs {
             ingest_queue_wait: Duration::from_millis(s.ingest_queue_ms.unwrap_or(75).max(1)),
             max_connections: s.max_connections.unwrap_or(1024).max(1),
             roles,
-            db_pool_size: s.db_pool_size.unwrap_or(16).max(1),
+            db_pool_size,
+            admin_db_pool_size: s.admin_db_pool_size.unwrap_or((db_pool_size / 2).max(2)).max(1),
+            admin_statement_timeout: Duration::from_millis(
+                s.admin_statement_timeout_ms.unwrap_or(5_000).max(1),
+            ),
+            admin_reads_per_tenant: s
+                .admin_reads_per_tenant
+                .unwrap_or(relay_admin::DEFAULT_READS_PER_TENANT)
+                .max(1),
             dispatch_concurrency: s.dispatch_concurrency.unwrap_or(512).max(1),
             dispatch_lease: Duration::from_secs(s.dispatch_lease_seconds.unwrap_or(20).max(1)),
             disable_failing_after: Duration::from_secs(s.disable_failing_after_hours.unwrap_or(72) * 3600),
@@ -234,6 +259,9 @@ impl SettingsArgs {
             max_connections,
             roles,
             db_pool_size,
+            admin_db_pool_size,
+            admin_statement_timeout_ms,
+            admin_reads_per_tenant,
             dispatch_concurrency,
             dispatch_lease_seconds,
             disable_failing_after_hours,
@@ -261,6 +289,20 @@ mod tests {
         };
         assert_eq!(both.resolve().unwrap().tls, Some(("c.pem".into(), "k.pem".into())));
         assert_eq!(SettingsArgs::default().resolve().unwrap().tls, None);
+    }
+
+    #[test]
+    fn the_admin_read_budget_follows_the_main_pool_unless_set() {
+        let s = SettingsArgs { db_pool_size: Some(40), ..SettingsArgs::default() }.resolve().unwrap();
+        assert_eq!((s.admin_db_pool_size, s.admin_reads_per_tenant), (20, 4));
+        assert_eq!(s.admin_statement_timeout, Duration::from_secs(5));
+        let small = SettingsArgs {
+            db_pool_size: Some(4),
+            admin_statement_timeout_ms: Some(250),
+            ..SettingsArgs::default()
+        };
+        let s = small.resolve().unwrap();
+        assert_eq!((s.admin_db_pool_size, s.admin_statement_timeout), (2, Duration::from_millis(250)));
     }
 
     #[test]

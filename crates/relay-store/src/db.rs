@@ -63,6 +63,15 @@ pub fn connect_lazy(options: PgConnectOptions, config: &PoolConfig) -> PgPool {
     pool_options(config).connect_lazy_with(options)
 }
 
+/// The admin API's pool for reads (CONTRACT §10): its own connections, apart from the pool of
+/// ingest and the dispatcher, each with `statement_timeout` so no read holds one for longer.
+/// Connects on first use; `options` are the main pool's (`PgPool::connect_options`).
+pub fn connect_reads(options: &PgConnectOptions, config: &PoolConfig, statement_timeout: Duration) -> PgPool {
+    let ms = statement_timeout.as_millis().max(1).to_string();
+    let options = options.clone().options([("statement_timeout", ms.as_str())]);
+    pool_options(config).connect_lazy_with(options)
+}
+
 /// `SELECT 1`: readiness.
 pub async fn ping(pool: &PgPool) -> Result<()> {
     sqlx::query("SELECT 1").execute(pool).await?;

@@ -1,6 +1,7 @@
 //! `StoreError`: the one place where database failures become categories the layers above act
 //! on. Constraint names become `Conflict` here and nowhere else; lost connections and pool
-//! timeouts become `Unavailable`, which the HTTP layer answers with 503 and `Retry-After`.
+//! timeouts become `Unavailable`, which the HTTP layer answers with 503 and `Retry-After`; a
+//! statement cancelled by its `statement_timeout` (the admin reads' budget) becomes `TimedOut`.
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -10,6 +11,8 @@ pub enum StoreError {
     Conflict { constraint: String },
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    #[error("the statement ran past its statement_timeout")]
+    TimedOut(#[source] sqlx::Error),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
@@ -31,6 +34,9 @@ impl From<sqlx::Error> for StoreError {
                 if code == "23505" {
                     let constraint = db.constraint().unwrap_or("unique").to_owned();
                     StoreError::Conflict { constraint }
+                } else if code == "57014" {
+                    // query_canceled: here only by a statement_timeout (nothing else cancels).
+                    StoreError::TimedOut(e)
                 } else if is_unavailable_sqlstate(&code) {
                     StoreError::Unavailable(e)
                 } else {

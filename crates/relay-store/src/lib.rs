@@ -17,6 +17,7 @@ pub mod handoff;
 pub mod ingest;
 pub mod ingest_limit;
 pub mod keyset;
+pub mod lease;
 pub mod limiter;
 pub mod listen;
 mod live;

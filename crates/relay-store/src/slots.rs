@@ -16,19 +16,26 @@ use relay_core::DestinationId;
 
 use crate::redis::{LuaScript, Redis, ScriptCall};
 
-/// Registers a process (or takes it out, `leave`) and answers how many dispatchers are live.
+/// Registers a process (or takes it out, `leave`) and answers how many dispatchers are live,
+/// whether the caller was (re)added rather than renewed, and the processes whose heartbeat it
+/// found expired. Taking them out is atomic, so exactly one live process learns of each death.
 const BEAT_SOURCE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[2] == 'leave' then
   redis.call('ZREM', KEYS[1], ARGV[1])
-  return 0
+  return {}
 end
 local ttl = tonumber(ARGV[3])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+local added = redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl * 10)
-return redis.call('ZCARD', KEYS[1])
+local reply = {tostring(redis.call('ZCARD', KEYS[1])), tostring(added)}
+for _, d in ipairs(dead) do
+  if d ~= ARGV[1] then table.insert(reply, d) end
+end
+return reply
 "#;
 
 /// One destination: grants this process up to `desired` slots within what the live holders
@@ -67,19 +74,33 @@ fn members_key(redis: &Redis) -> String {
     redis.key("dispatchers")
 }
 
-/// Says `me` is alive for `ttl`; answers how many dispatchers are alive (`me` included).
-pub async fn beat(redis: &Redis, me: &str, ttl: Duration) -> Option<u32> {
+/// What a heartbeat learnt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Beat {
+    /// Dispatchers alive, the caller included.
+    pub live: u32,
+    /// The caller was not in the live set: its first beat, or it had been thought dead.
+    pub added: bool,
+    /// Processes whose heartbeat had expired, taken out by this beat (no other beat sees them).
+    pub dead: Vec<String>,
+}
+
+/// Says `me` is alive for `ttl`; answers what the fleet looks like (see [`Beat`]).
+pub async fn beat(redis: &Redis, me: &str, ttl: Duration) -> Option<Beat> {
     let mut call = ScriptCall::default();
     call.key(members_key(redis)).arg(me).arg("beat").arg(ttl.as_millis().max(1) as u64);
-    let replies: Vec<i64> = redis.run_script(&BEAT, &[call]).await?;
-    replies.first().map(|&n| u32::try_from(n).unwrap_or(0))
+    let replies: Vec<Vec<String>> = redis.run_script(&BEAT, &[call]).await?;
+    let mut reply = replies.into_iter().next()?.into_iter();
+    let live = reply.next()?.parse().unwrap_or(0);
+    let added = reply.next().is_some_and(|a| a != "0");
+    Some(Beat { live, added, dead: reply.collect() })
 }
 
 /// Takes `me` out of the live dispatchers (at shutdown; best effort).
 pub async fn leave(redis: &Redis, me: &str) {
     let mut call = ScriptCall::default();
     call.key(members_key(redis)).arg(me).arg("leave");
-    let _: Option<Vec<i64>> = redis.run_script(&BEAT, &[call]).await;
+    let _: Option<Vec<Vec<String>>> = redis.run_script(&BEAT, &[call]).await;
 }
 
 /// What a process asks of one destination's slots.
@@ -131,8 +152,8 @@ mod tests {
         let redis = test_redis();
         let d = DestinationId::new();
         let live = Duration::from_secs(30);
-        assert_eq!(beat(&redis, "a", live).await, Some(1));
-        assert_eq!(beat(&redis, "b", Duration::from_millis(300)).await, Some(2));
+        assert_eq!(beat(&redis, "a", live).await.map(|b| (b.live, b.added)), Some((1, true)));
+        assert_eq!(beat(&redis, "b", Duration::from_millis(300)).await.map(|b| b.live), Some(2));
         assert_eq!(sync(&redis, "b", &[ask(d, 0, 2)]).await, Some(vec![2]));
         // a gets what b leaves of 3, never below what it already runs.
         assert_eq!(sync(&redis, "a", &[ask(d, 0, 3)]).await, Some(vec![1]));
@@ -150,8 +171,11 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "b's slot never came free");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(beat(&redis, "a", live).await, Some(1));
+        // a's next beat takes b out and is the only one to hear of it.
+        let heard = beat(&redis, "a", live).await.unwrap();
+        assert_eq!(heard, Beat { live: 1, added: false, dead: vec!["b".into()] });
+        assert_eq!(beat(&redis, "a", live).await.unwrap().dead, Vec::<String>::new());
         leave(&redis, "a").await;
-        assert_eq!(beat(&redis, "c", live).await, Some(1));
+        assert_eq!(beat(&redis, "c", live).await.map(|b| b.live), Some(1));
     }
 }

@@ -98,3 +98,46 @@ async fn the_pending_overview_counts_every_tenants_queue_and_dates_the_oldest(po
     }
     assert_eq!(relay_store::stats::pending_overview(&app.pool).await.unwrap(), (0, None));
 }
+
+/// A statistics read that runs past the read pool's statement timeout answers 503
+/// `query_timeout` with `Retry-After`, not a 500 (CONTRACT §10).
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_read_past_the_statement_timeout_answers_query_timeout(pool: PgPool) {
+    let options = pool.connect_options();
+    let config = relay_store::db::PoolConfig { max_connections: 2, ..Default::default() };
+    let timed = relay_store::db::connect_reads(&options, &config, std::time::Duration::from_millis(1));
+    let app = TestApp::with_reads(pool, relay_admin::ReadBudget::new(timed, 4));
+    let t = app.tenant("pro").await;
+    let dst = app.destination(&t, json!({})).await;
+    app.many_attempts(&t, dst, 200_000).await;
+    let res = app.get("/v1/stats", &t.token).await;
+    assert_eq!(
+        (res.status, res.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "query_timeout"),
+        "{:?}",
+        res.body
+    );
+    assert!(res.headers.contains_key("retry-after"));
+    // Writes and light reads are not on that pool.
+    assert_eq!(app.get(&format!("/v1/destinations/{dst}"), &t.token).await.status, StatusCode::OK);
+}
+
+/// A tenant runs at most 4 heavy reads at once in a process: the rest of a burst answers 429
+/// `too_many_reads` with `Retry-After`, and another tenant's reads are not refused.
+#[sqlx::test(migrator = "relay_store::db::MIGRATOR")]
+async fn a_tenants_burst_of_heavy_reads_is_bounded_and_leaves_others_alone(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (a, b) = (app.tenant("pro").await, app.tenant("pro").await);
+    let dst = app.destination(&a, json!({})).await;
+    app.many_attempts(&a, dst, 20_000).await;
+    let burst = (0..32).map(|_| app.get("/v1/stats", &a.token));
+    let other = app.get("/v1/stats", &b.token);
+    let (answers, theirs) = tokio::join!(futures::future::join_all(burst), other);
+    let ok = answers.iter().filter(|r| r.status == StatusCode::OK).count();
+    let refused: Vec<_> = answers.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).collect();
+    assert_eq!((ok, refused.len()), (4, 28), "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(refused.iter().all(|r| r.code() == "too_many_reads" && r.headers.contains_key("retry-after")));
+    assert_eq!(theirs.status, StatusCode::OK);
+    // Once the burst has answered, the tenant reads again.
+    assert_eq!(app.get("/v1/stats", &a.token).await.status, StatusCode::OK);
+}

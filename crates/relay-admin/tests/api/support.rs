@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use relay_admin::{AdminState, JwtKeys, Role, issue_token};
+use relay_admin::{AdminState, JwtKeys, ReadBudget, Role, issue_token};
 use relay_core::secret::MasterKey;
 use relay_core::{DeliveryId, DestinationId, EventId, SourceId, TenantId};
 use relay_store::PgPool;
@@ -73,6 +73,16 @@ impl TestApp {
     }
 
     pub fn with_policy(pool: PgPool, allow_private: bool) -> Self {
+        let reads = ReadBudget::new(pool.clone(), relay_admin::DEFAULT_READS_PER_TENANT);
+        Self::build(pool, allow_private, reads)
+    }
+
+    /// The admin API with heavy reads on `reads`.
+    pub fn with_reads(pool: PgPool, reads: ReadBudget) -> Self {
+        Self::build(pool, false, reads)
+    }
+
+    fn build(pool: PgPool, allow_private: bool, reads: ReadBudget) -> Self {
         let jwt = JwtKeys::new(JWT_SECRET).unwrap();
         let redis = relay_store::Redis::new(
             "redis://127.0.0.1:6379",
@@ -81,6 +91,7 @@ impl TestApp {
         .unwrap();
         let state = AdminState {
             pool: pool.clone(),
+            reads,
             master_key: MasterKey::from_base64(&MasterKey::generate_base64()).unwrap(),
             jwt: jwt.clone(),
             public_url: "https://relay.example.com/".into(),
@@ -239,6 +250,25 @@ impl TestApp {
         .bind(PUBLIC_URL)
         .bind(outcome)
         .bind(if outcome == "success" { 200 } else { 500 })
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
+    /// `n` attempts of `dest` started in the last hour, written in one statement: a tenant
+    /// whose statistics take real work.
+    pub async fn many_attempts(&self, t: &Tenant, dest: DestinationId, n: usize) {
+        let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::now_v7()).collect();
+        sqlx::query(
+            "INSERT INTO attempts (id, tenant_id, delivery_id, destination_id, number, trigger, started_at, \
+             duration_ms, url, outcome, status_code, response_headers, response_body) \
+             SELECT id, $2, gen_random_uuid(), $3, 1, 'auto', now() - random() * interval '1 hour', \
+                    (random() * 1000)::int, $4, 'success', 200, '{}', 'ok' FROM UNNEST($1::uuid[]) AS id",
+        )
+        .bind(ids)
+        .bind(t.id.uuid())
+        .bind(dest.uuid())
+        .bind(PUBLIC_URL)
         .execute(&self.pool)
         .await
         .unwrap();
