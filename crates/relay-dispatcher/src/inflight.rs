@@ -1,7 +1,8 @@
 //! Attempts in flight: the concurrency bound (a semaphore), the per-destination in-flight counts
 //! (for `max_in_flight`, with the fleet's share in [`Fleet`]), the per-tenant counts and cap
-//! (CONTRACT §10: a tenant holds at most three quarters of the process's slots, so another
-//! tenant always finds slots however slow the first one's endpoints are), the leases being
+//! (CONTRACT §10: a tenant holds at most half of the process's slots, so another tenant always
+//! finds slots, for the rounds and for the lane beyond the quarter the lane leaves to the rounds,
+//! however slow the first one's endpoints are), the leases being
 //! worked on (given back at shutdown), and the task that runs one attempt and hands its record
 //! to the recorder.
 //!
@@ -138,9 +139,9 @@ pub(crate) struct Slot {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Three quarters of `concurrency` (at least one): what one tenant may hold of a process.
+/// Half of `concurrency` (at least one): what one tenant may hold of a process.
 fn tenant_cap(concurrency: usize) -> u32 {
-    u32::try_from(concurrency - concurrency / 4).unwrap_or(u32::MAX).max(1)
+    u32::try_from(concurrency / 2).unwrap_or(u32::MAX).max(1)
 }
 
 fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K) {
