@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn the_admin_read_budget_follows_the_main_pool_unless_set() {
         let s = SettingsArgs { db_pool_size: Some(40), ..SettingsArgs::default() }.resolve().unwrap();
-        assert_eq!((s.admin_db_pool_size, s.admin_reads_per_tenant), (20, 4));
+        assert_eq!((s.admin_db_pool_size, s.admin_reads_per_tenant), (20, 2));
         assert_eq!(s.admin_statement_timeout, Duration::from_secs(5));
         let small = SettingsArgs {
             db_pool_size: Some(4),
