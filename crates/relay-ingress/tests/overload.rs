@@ -31,19 +31,11 @@ async fn a_stuck_write_path_sheds_fast_503s_and_loses_nothing_it_accepted(
     // refused at once.
     let mut requests = Vec::new();
     for i in 0..40u64 {
-        let (client, url, body) = (h.client.clone(), h.url(source), event(&format!("e{i}")));
-        let signature = format!("sha256={}", hmac_hex(SECRET, body.as_bytes()));
+        let request = h.signed(source, event(&format!("e{i}")));
         requests.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(10 * i)).await;
             let started = Instant::now();
-            let r = client
-                .post(url)
-                .header("content-type", "application/json")
-                .header("x-wap-signature", signature)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let r = request.send().await.unwrap();
             (r.status().as_u16(), r.headers().contains_key("retry-after"), started.elapsed())
         }));
     }
@@ -93,19 +85,8 @@ async fn a_tenant_flooding_the_write_queue_is_refused_and_the_others_are_not(
     let mut lock = h.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
     let post = |source, body: String| {
-        let (client, url) = (h.client.clone(), h.url(source));
-        let signature = format!("sha256={}", hmac_hex(SECRET, body.as_bytes()));
-        tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .header("content-type", "application/json")
-                .header("x-wap-signature", signature)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            r.status().as_u16()
-        })
+        let request = h.signed(source, body);
+        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
     };
     let padding = "p".repeat(200_000);
     let big = |i: usize| {

@@ -135,12 +135,17 @@ impl Harness {
 
     /// POSTs `body` signed with `SECRET` as `X-Wap-Signature: sha256=<hex>`.
     pub async fn post_signed(&self, source: SourceId, body: &str) -> reqwest::Response {
-        self.post_with(
-            source,
-            body,
-            &[("x-wap-signature", &format!("sha256={}", hmac_hex(SECRET, body.as_bytes())))],
-        )
-        .await
+        self.signed(source, body.to_owned()).send().await.unwrap()
+    }
+
+    /// The signed POST of [`Harness::post_signed`], to send later (from a spawned task).
+    pub fn signed(&self, source: SourceId, body: String) -> reqwest::RequestBuilder {
+        let signature = format!("sha256={}", hmac_hex(SECRET, body.as_bytes()));
+        self.client
+            .post(self.url(source))
+            .header("content-type", "application/json")
+            .header("x-wap-signature", signature)
+            .body(body)
     }
 
     pub async fn post_with(
