@@ -14,9 +14,10 @@
 //!
 //! A keyed row that is not its device's head when it is queued is parked (`due_at` =
 //! [`PARKED`], migration 0019): the claim's range on the due index never reaches it, so a device
-//! with a million held deliveries costs a claim one row, not a million. When a keyed row leaves
-//! the queue, the trigger of migration 0019 gives the device's next row (by id) `due_at = now()`;
-//! [`repair_heads`] finds a head left parked by a race between queueing and that trigger.
+//! with a million held deliveries costs a claim one row, not a million. When an outcome removes a
+//! device's head, the same statement gives the device's next row (by id) `due_at = now()`
+//! ([`promote_sql`]); [`repair_heads`] finds a head left parked any other way (a rarer removal, or
+//! a race between queueing a row and removing the one it waited for) within one pass.
 //!
 //! Invariant: claims read other rows of the device only through the two partial indexes of
 //! migration 0017, which hold keyed rows only, so unordered destinations pay nothing. A device's
@@ -57,6 +58,23 @@ pub(crate) fn due_or_parked(
              WHERE o.destination_id = {destination} AND o.device_key = {key} \
              ORDER BY o.delivery_id LIMIT 1) < {id} \
            THEN {PARKED} ELSE {due} END)"
+    )
+}
+
+/// A CTE body giving the next row of each device whose head the same statement removes its turn:
+/// `{gone}` names `(destination_id, device_key, delivery_id)` rows removed by the statement
+/// (deleted in a sibling CTE, so still visible to this one's snapshot and excluded by id).
+/// Only parked rows are touched, so it never meets a row the statement leases or retries.
+pub(crate) fn promote_sql(gone: &str) -> String {
+    format!(
+        "UPDATE delivery_queue q SET due_at = now() \
+         FROM (SELECT DISTINCT destination_id, device_key FROM {gone} WHERE device_key IS NOT NULL) g \
+         WHERE q.destination_id = g.destination_id AND q.device_key = g.device_key AND q.due_at = {PARKED} \
+           AND q.delivery_id = (SELECT o.delivery_id FROM delivery_queue o \
+             WHERE o.destination_id = g.destination_id AND o.device_key = g.device_key \
+               AND o.delivery_id NOT IN (SELECT delivery_id FROM {gone}) \
+             ORDER BY o.delivery_id LIMIT 1) \
+         RETURNING 1"
     )
 }
 

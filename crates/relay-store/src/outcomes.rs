@@ -212,8 +212,9 @@ pub async fn record_attempts(
            DELETE FROM delivery_queue q USING a \
            WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
              AND q.lease_token = a.lease_token AND a.status <> 'pending' \
-           RETURNING q.delivery_id, q.lease_token, q.started, q.device_key, q.event_id, q.keep_days \
-         ), again AS ( \
+           RETURNING q.delivery_id, q.lease_token, q.started, q.device_key, q.event_id, q.keep_days, \
+             q.destination_id \
+         ), promoted AS ({}), again AS ( \
            UPDATE delivery_queue q SET due_at = a.next_attempt_at, lease_token = NULL, \"trigger\" = 'auto' \
            FROM a WHERE q.tenant_id = a.tenant_id AND q.delivery_id = a.delivery_id \
              AND q.lease_token = a.lease_token AND a.status = 'pending' \
@@ -267,9 +268,11 @@ pub async fn record_attempts(
            JOIN upd ON upd.id = a.delivery_id \
            WHERE a.status = 'failed' \
          ), {} \
-         SELECT (SELECT count(*) FROM upd) + 0 * (SELECT count(*) FROM wake) + 0 * (SELECT n FROM failed_wake), \
+         SELECT (SELECT count(*) FROM upd) + 0 * (SELECT count(*) FROM wake) + 0 * (SELECT n FROM failed_wake) \
+           + 0 * (SELECT count(*) FROM promoted), \
            COALESCE((SELECT array_agg(id ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{{}}'), \
            COALESCE((SELECT array_agg(disabled_reason ORDER BY id) FROM dis WHERE NOT enabled AND just_disabled), '{{}}')",
+        crate::ordering::promote_sql("done"),
         crate::outbox::failed_sql("fl")
     ));
     let (applied, disabled_ids, disabled_reasons): (i64, Vec<Uuid>, Vec<String>) = sqlx::query_as(sql)
