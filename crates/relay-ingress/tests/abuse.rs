@@ -140,18 +140,40 @@ async fn an_outsized_dedupe_value_is_refused_clearly_and_costs_redis_nothing(poo
             if id == "fits_1" { r#"{"received":true}"# } else { r#"{"received":true,"duplicate":true}"# };
         assert_eq!(answer, expected);
     }
+    // Redis holds one fixed-size key per stored event (the other tenant's 8 and fits_1), written
+    // after each answer, and none for the refused ones. (Looked up by name: KEYS would scan
+    // every test's keys.)
     use deadpool_redis::redis::cmd;
-    let prefix = h.redis.key("d:");
-    let pattern = format!("{prefix}*");
-    // One key per stored event (the other tenant's 8 and fits_1), written after each answer.
+    use relay_core::dedupe::{digest, identity};
+    let name = |source, id: &str| h.redis.key(&format!("d:{}", digest(source, id)));
+    let fits = serde_json::from_str(&body_of("fits_1", &long_id)).unwrap();
+    let fits_identity = identity(&fits, &["/message/body".to_owned()]).unwrap().unwrap();
+    let stored: Vec<String> =
+        (0..8).map(|i| name(other, &format!("small_{i}"))).chain([name(source, &fits_identity)]).collect();
     eventually("the fast path to remember every stored event", || async {
-        h.redis.query::<Vec<String>>(cmd("KEYS").arg(&pattern)).await.unwrap().len() == 9
+        let mut all = true;
+        for key in &stored {
+            all &= exists(&h.redis, key).await;
+        }
+        all
     })
     .await;
-    let keys: Vec<String> = h.redis.query(cmd("KEYS").arg(&pattern)).await.unwrap();
-    for key in &keys {
+    for i in 0..8 {
+        assert!(
+            !exists(&h.redis, &name(source, &format!("big_{i}"))).await,
+            "a refused event is not remembered"
+        );
+    }
+    let prefix = h.redis.key("d:");
+    for key in &stored {
         assert_eq!(key.len(), prefix.len() + 32, "a fixed-size key: {key}");
         let bytes: i64 = h.redis.query(cmd("MEMORY").arg("USAGE").arg(key)).await.unwrap();
         assert!(bytes <= 200, "{key} costs Redis {bytes} bytes");
     }
+}
+
+/// Whether Redis holds `key` (false while Redis does not answer).
+async fn exists(redis: &relay_store::Redis, key: &str) -> bool {
+    let exists: Option<i64> = redis.query(deadpool_redis::redis::cmd("EXISTS").arg(key)).await;
+    exists == Some(1)
 }
