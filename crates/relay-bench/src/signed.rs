@@ -39,16 +39,24 @@ pub enum Answer {
     Silent,
 }
 
-pub async fn post(client: &reqwest::Client, url: &str, id: &str, device: &str) -> Answer {
-    let (body, signature) = event(id, device);
-    let sent = client
+/// The signed POST of `body` (its signature given), as WAPing sends it.
+pub fn request(
+    client: &reqwest::Client,
+    url: &str,
+    body: String,
+    signature: String,
+) -> reqwest::RequestBuilder {
+    client
         .post(url)
         .header("content-type", "application/json")
         .header("x-wap-signature", signature)
         .timeout(Duration::from_secs(30))
         .body(body)
-        .send()
-        .await;
+}
+
+pub async fn post(client: &reqwest::Client, url: &str, id: &str, device: &str) -> Answer {
+    let (body, signature) = event(id, device);
+    let sent = request(client, url, body, signature).send().await;
     let Ok(response) = sent else { return Answer::Silent };
     match response.status().as_u16() {
         200 => match response.bytes().await {

@@ -209,14 +209,7 @@ async fn post(client: &reqwest::Client, url: &str, body: String, tally: &Tally) 
     tally.sent.fetch_add(1, Ordering::Relaxed);
     tally.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
     let signature = signed::sign(&body);
-    let sent = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-wap-signature", signature)
-        .timeout(Duration::from_secs(30))
-        .body(body)
-        .send()
-        .await;
+    let sent = signed::request(client, url, body, signature).send().await;
     let status = match sent {
         Ok(response) => {
             let status = response.status().as_u16();
